@@ -7,6 +7,16 @@
 // The mechanisms only run the exchange; they know nothing of accounts,
 // policy or penalties. What they need to decide is asked of a Backend,
 // which the auth package implements.
+//
+// Invariants every mechanism keeps:
+//   - No client input makes Next panic, and no response longer than
+//     MaxResponse is accepted.
+//   - Whether a response is malformed never depends on the account or the
+//     password, so ErrMalformed, which engines do not count as a failed
+//     guess, tells an attacker nothing.
+//   - A SCRAM exchange for an unknown user runs to the proof on the
+//     Backend's fake keys and shows the client what a wrong password shows.
+//   - Identity is non-nil only after Next returned done and a nil error.
 package sasl
 
 import (
@@ -24,6 +34,11 @@ const (
 	ScramSHA256Plus = "SCRAM-SHA-256-PLUS"
 	External        = "EXTERNAL"
 )
+
+// MaxResponse is the longest client response, after base64 decoding, that
+// any mechanism accepts. An engine may stop reading a response line once it
+// is longer than the base64 encoding of this many bytes.
+const MaxResponse = 4096
 
 // Errors a Server returns from Next, possibly wrapped. A protocol engine
 // turns ErrMalformed into its "bad syntax" answer and every other error
@@ -45,15 +60,20 @@ type Server interface {
 	// IMAP, is a non-nil empty slice). done is true when the exchange is
 	// over: err == nil means the client is authenticated as Identity();
 	// with done and err == nil, challenge may hold additional data with
-	// success (SCRAM's server-final-message).
+	// success (SCRAM's server-final-message). With err != nil, challenge
+	// may hold the mechanism's own account of the failure (a SCRAM
+	// server-final-message with "e=", RFC 5802 section 7); an engine may
+	// send it as one last challenge before its failure reply, or drop it.
+	// Responses longer than MaxResponse are refused with ErrMalformed.
 	Next(ctx context.Context, response []byte) (challenge []byte, done bool, err error)
 	// Identity is the account the client authenticated as, once done.
 	Identity() *store.Account
 }
 
 // ChannelBinding is what the connection offers for SCRAM-SHA-256-PLUS.
-// Type is "tls-exporter" (TLS 1.3, RFC 9266) or "tls-server-end-point"
-// (TLS 1.2, RFC 5929); Data is the binding data for that type.
+// Type is TLSExporter (TLS 1.3, RFC 9266) or TLSServerEndPoint (TLS 1.2,
+// RFC 5929); Data is the binding data for that type. ChannelBindingFor
+// makes one from a TLS connection.
 type ChannelBinding struct {
 	Type string
 	Data []byte

@@ -32,7 +32,15 @@ type Security struct {
 
 	// ViaProxy says the address (and, if TLS is set, the TLS facts) came
 	// from a PROXY protocol v2 header sent by a configured trusted proxy.
+	// TLSAtProxy tells the two cases apart: when it is false the proxy only
+	// relayed TCP and the TLS facts are the gate's own.
 	ViaProxy bool
+	// Proxy is the trusted proxy's own address when ViaProxy is set.
+	Proxy netip.AddrPort
+	// TLSAtProxy says TLS was terminated at the proxy: Version and Cipher
+	// are what its PROXY header reported, there is no TLS state here for
+	// channel binding, and no client certificate reached this server.
+	TLSAtProxy bool
 }
 
 // ClientCert is the identity a client certificate carries.
@@ -91,7 +99,10 @@ func (s *Security) LogValue() slog.Value {
 		}
 	}
 	if s.ViaProxy {
-		attrs = append(attrs, slog.Bool("via_proxy", true))
+		attrs = append(attrs, slog.Bool("via_proxy", true), slog.String("proxy", s.Proxy.String()))
+		if s.TLSAtProxy {
+			attrs = append(attrs, slog.Bool("tls_at_proxy", true))
+		}
 	}
 	return slog.GroupValue(attrs...)
 }

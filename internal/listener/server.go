@@ -35,6 +35,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/latchmail/latch/internal/logsample"
 	"github.com/latchmail/latch/internal/tlsgate"
 )
 
@@ -132,7 +133,7 @@ type listener struct {
 	log      *slog.Logger
 	refusing chan struct{} // semaphore of refusals under way
 	refuser  Refuser       // nil if the handler is not one
-	failures sampler
+	failures *logsample.Limiter
 
 	mu    sync.Mutex
 	open  int
@@ -210,7 +211,7 @@ func newListener(s *Server, cfg Config, log *slog.Logger) (*listener, error) {
 		perIP:    map[netip.Addr]int{},
 	}
 	l.refuser, _ = cfg.Handler.(Refuser)
-	l.failures.init(time.Now, time.Minute, 30)
+	l.failures = logsample.New(time.Minute, 30)
 	ep, err := tlsgate.NewEndpoint(s.Gate, cfg.Mode, cfg.Policy, l.log)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", where, err)
@@ -493,44 +494,5 @@ func clientKey(remote netip.AddrPort, raw net.Conn) netip.Addr {
 // sampled logs at level for a bounded number of events per minute and at
 // Debug beyond, so that a flood of refusals cannot flood the log.
 func (l *listener) sampled(level slog.Level, msg string, attrs ...slog.Attr) {
-	ok, suppressed := l.failures.allow()
-	if !ok {
-		level = slog.LevelDebug
-	}
-	if suppressed > 0 {
-		attrs = append(attrs, slog.Int("not_logged_before", suppressed))
-	}
-	l.log.LogAttrs(context.Background(), level, msg, attrs...)
-}
-
-// sampler lets through at most max events per window and counts the rest.
-type sampler struct {
-	mu         sync.Mutex
-	now        func() time.Time
-	window     time.Duration
-	max        int
-	start      time.Time
-	n          int
-	suppressed int
-}
-
-func (s *sampler) init(now func() time.Time, window time.Duration, max int) {
-	s.now, s.window, s.max = now, window, max
-}
-
-// allow reports whether an event may be logged prominently and, if so, how
-// many events were held back since the last one that was.
-func (s *sampler) allow() (ok bool, suppressed int) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if t := s.now(); t.Sub(s.start) >= s.window {
-		s.start, s.n = t, 0
-	}
-	if s.n >= s.max {
-		s.suppressed++
-		return false, 0
-	}
-	s.n++
-	suppressed, s.suppressed = s.suppressed, 0
-	return true, suppressed
+	l.failures.Log(l.log, level, msg, attrs...)
 }

@@ -331,22 +331,3 @@ func TestShutdownCooperative(t *testing.T) {
 		t.Fatalf("read %v, want EOF after the handler returned", err)
 	}
 }
-
-func TestSampler(t *testing.T) {
-	now := time.Unix(0, 0)
-	var s sampler
-	s.init(func() time.Time { return now }, time.Minute, 2)
-	steps := []struct {
-		advance    time.Duration
-		ok         bool
-		suppressed int
-	}{
-		{0, true, 0}, {0, true, 0}, {0, false, 0}, {time.Minute, true, 1}, {0, true, 0}, {0, false, 0}, {0, false, 0}, {time.Hour, true, 2},
-	}
-	for i, st := range steps {
-		now = now.Add(st.advance)
-		if ok, n := s.allow(); ok != st.ok || n != st.suppressed {
-			t.Fatalf("step %d: allow() = %v, %d; want %v, %d", i, ok, n, st.ok, st.suppressed)
-		}
-	}
-}

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/latchmail/latch/internal/logsample"
 	"github.com/latchmail/latch/internal/store"
 )
 
@@ -51,7 +52,7 @@ type Gate struct {
 	log      *slog.Logger
 	set      atomic.Pointer[certSet]
 	reloadMu sync.Mutex
-	failures sampler
+	failures *logsample.Limiter
 }
 
 // New loads the files named in opts. The error says which file is wrong and
@@ -69,7 +70,7 @@ func New(opts Options) (*Gate, error) {
 		return nil, err
 	}
 	g.set.Store(set)
-	g.failures.init(time.Now, time.Minute, 30)
+	g.failures = logsample.New(time.Minute, 30)
 	return g, nil
 }
 
@@ -118,48 +119,9 @@ var tls12Suites = []uint16{
 // sampler allows, and at Debug beyond, so that no client can flood the log.
 // g may be nil (Plain endpoints): the event is then logged as is.
 func (g *Gate) logLimited(log *slog.Logger, level slog.Level, msg string, attrs ...slog.Attr) {
-	if g != nil {
-		ok, suppressed := g.failures.allow()
-		if !ok {
-			level = slog.LevelDebug
-		}
-		if suppressed > 0 {
-			attrs = append(attrs, slog.Int("not_logged_before", suppressed))
-		}
+	if g == nil {
+		log.LogAttrs(context.Background(), level, msg, attrs...)
+		return
 	}
-	log.LogAttrs(context.Background(), level, msg, attrs...)
-}
-
-// sampler lets through at most max events per window and counts the rest,
-// so a burst of failed handshakes (scanners) is summarised, not logged line
-// by line.
-type sampler struct {
-	mu         sync.Mutex
-	now        func() time.Time
-	window     time.Duration
-	max        int
-	start      time.Time
-	n          int
-	suppressed int
-}
-
-func (s *sampler) init(now func() time.Time, window time.Duration, max int) {
-	s.now, s.window, s.max = now, window, max
-}
-
-// allow reports whether an event may be logged prominently and, if so, how
-// many events were held back since the last one that was.
-func (s *sampler) allow() (ok bool, suppressed int) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if t := s.now(); t.Sub(s.start) >= s.window {
-		s.start, s.n = t, 0
-	}
-	if s.n >= s.max {
-		s.suppressed++
-		return false, 0
-	}
-	s.n++
-	suppressed, s.suppressed = s.suppressed, 0
-	return true, suppressed
+	g.failures.Log(log, level, msg, attrs...)
 }

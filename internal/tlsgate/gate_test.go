@@ -477,31 +477,6 @@ func TestHandshakeFailureLog(t *testing.T) {
 	}
 }
 
-func TestSampler(t *testing.T) {
-	now := time.Unix(0, 0)
-	var s sampler
-	s.init(func() time.Time { return now }, time.Minute, 3)
-	type step struct {
-		advance    time.Duration
-		ok         bool
-		suppressed int
-	}
-	steps := []step{
-		{0, true, 0}, {0, true, 0}, {time.Second, true, 0},
-		{0, false, 0}, {0, false, 0}, // over the limit in this window
-		{time.Minute, true, 2}, // new window: reports what was held back
-		{0, true, 0}, {0, true, 0}, {0, false, 0},
-		{2 * time.Minute, true, 1},
-	}
-	for i, st := range steps {
-		now = now.Add(st.advance)
-		ok, n := s.allow()
-		if ok != st.ok || n != st.suppressed {
-			t.Fatalf("step %d: allow() = %v, %d; want %v, %d", i, ok, n, st.ok, st.suppressed)
-		}
-	}
-}
-
 // echo answers each read with the same bytes.
 func echo(c *Conn) {
 	buf := make([]byte, 512)

@@ -24,6 +24,7 @@ import (
 	"github.com/latchmail/latch/internal/auth"
 	"github.com/latchmail/latch/internal/sasl"
 	"github.com/latchmail/latch/internal/store"
+	"github.com/latchmail/latch/internal/tlsgate"
 )
 
 // Request is one `latch user` command: its arguments after "user", and
@@ -109,8 +110,14 @@ func newFlags(name string, out io.Writer) *flag.FlagSet {
 }
 
 // parse parses flags that may come before or after the positional
-// arguments ("add alice@x --alias a@x" as well as "add --alias a@x alice@x").
+// arguments ("add alice@x --alias a@x" as well as "add --alias a@x alice@x")
+// and wants exactly npos positional arguments.
 func parse(fs *flag.FlagSet, args []string, npos int) ([]string, error) {
+	return parseRange(fs, args, npos, npos)
+}
+
+// parseRange is parse for between min and max positional arguments.
+func parseRange(fs *flag.FlagSet, args []string, min, max int) ([]string, error) {
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
@@ -122,8 +129,12 @@ func parse(fs *flag.FlagSet, args []string, npos int) ([]string, error) {
 		pos = append(pos, fs.Arg(0))
 		args = fs.Args()[1:]
 	}
-	if len(pos) != npos {
-		return nil, fmt.Errorf("%s: want %d argument(s), got %d; see 'latch user help'", fs.Name(), npos, len(pos))
+	if len(pos) < min || len(pos) > max {
+		want := fmt.Sprint(min)
+		if max > min {
+			want = fmt.Sprintf("%d or %d", min, max)
+		}
+		return nil, fmt.Errorf("%s: want %s argument(s), got %d; see 'latch user help'", fs.Name(), want, len(pos))
 	}
 	return pos, nil
 }
@@ -262,7 +273,7 @@ func list(ctx context.Context, st store.Store, out io.Writer) error {
 		return fmt.Errorf("user list: %w", err)
 	}
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tADDRESS\tALIASES\tPASSWORD\tCERTS\tLEGACY-UNTIL\tCLEARTEXT-EXPOSED\tMUST-CHANGE")
+	fmt.Fprintln(tw, "NAME\tADDRESS\tALIASES\tPASSWORD\tCERTS\tLEGACY-THROUGH\tCLEARTEXT-EXPOSED\tMUST-CHANGE")
 	for _, a := range accts {
 		pw := "set"
 		if a.PasswordHash == "" {
@@ -276,16 +287,13 @@ func list(ctx context.Context, st store.Store, out io.Writer) error {
 		if a.MustChangePassword {
 			must = "yes"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", a.Name, a.Address, aliases, pw, len(a.CertSPKI), date(a.LegacyUntil), date(a.CleartextExposed), must)
+		legacy := "-"
+		if !a.LegacyUntil.IsZero() {
+			legacy = date(a.LegacyUntil.Add(-time.Second)) // the allowance ends as that day does
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", a.Name, a.Address, aliases, pw, len(a.CertSPKI), legacy, date(a.CleartextExposed), must)
 	}
 	return tw.Flush()
-}
-
-// SPKIFingerprint is the hex SHA-256 of a certificate's public key info,
-// the form in which client certificates are bound to accounts.
-func SPKIFingerprint(c *x509.Certificate) string {
-	sum := sha256.Sum256(c.RawSubjectPublicKeyInfo)
-	return hex.EncodeToString(sum[:])
 }
 
 func cert(ctx context.Context, st store.Store, args []string, out io.Writer) error {
@@ -296,15 +304,19 @@ func cert(ctx context.Context, st store.Store, args []string, out io.Writer) err
 	fs := newFlags("cert "+sub, out)
 	spki := fs.String("spki", "", "bind this SPKI SHA-256 fingerprint (hex) instead of reading a certificate")
 	npos := map[string]int{"add": 2, "del": 2, "list": 1}[sub]
-	if sub == "add" && slices.ContainsFunc(args, func(s string) bool { return strings.HasPrefix(s, "-spki") || strings.HasPrefix(s, "--spki") }) {
-		npos = 1
-	}
 	if npos == 0 {
 		return fmt.Errorf("user cert: unknown command %q; say add, del or list", sub)
 	}
-	pos, err := parse(fs, args[1:], npos)
+	min := npos
+	if sub == "add" {
+		min = 1 // the certificate may be given by --spki instead of a file
+	}
+	pos, err := parseRange(fs, args[1:], min, npos)
 	if err != nil {
 		return err
+	}
+	if sub == "add" && (len(pos) == 2) == (*spki != "") {
+		return errors.New("user cert add: give either a certificate file or --spki HEX")
 	}
 	a, err := account(ctx, st, pos[0])
 	if err != nil {
@@ -318,7 +330,7 @@ func cert(ctx context.Context, st store.Store, args []string, out io.Writer) err
 		return nil
 	case "add":
 		fp := strings.ToLower(*spki)
-		if fp == "" {
+		if len(pos) == 2 {
 			if fp, err = fingerprintFile(pos[1]); err != nil {
 				return fmt.Errorf("user cert add: %w", err)
 			}
@@ -361,7 +373,7 @@ func fingerprintFile(path string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", path, err)
 	}
-	return SPKIFingerprint(c), nil
+	return tlsgate.SPKIFingerprint(c), nil
 }
 
 // maxLegacy bounds a legacy allowance: it is a migration aid, not a

@@ -52,7 +52,7 @@ func newFixture(t *testing.T, opts Options) *fixture {
 	return f
 }
 
-func (f *fixture) addAccount(t *testing.T, addr, pw string) *store.Account {
+func (f *fixture) addAccount(t testing.TB, addr, pw string) *store.Account {
 	t.Helper()
 	h, err := HashPassword(pw)
 	if err != nil {

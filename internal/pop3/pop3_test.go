@@ -29,7 +29,7 @@ type env struct {
 	ca   *x509.CertPool
 }
 
-func start(t *testing.T) *env {
+func start(t testing.TB) *env {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
@@ -54,7 +54,7 @@ func (e *env) tlsConfig() *tls.Config {
 }
 
 // deliver puts messages straight into an account's INBOX.
-func (e *env) deliver(t *testing.T, user string, bodies ...string) {
+func (e *env) deliver(t testing.TB, user string, bodies ...string) {
 	t.Helper()
 	ctx := context.Background()
 	st := e.srv.Store()

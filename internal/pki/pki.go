@@ -49,6 +49,7 @@ type Template struct {
 	IPs        []net.IP
 	Emails     []string
 	Key        KeyType
+	Signer     crypto.Signer // the certificate's key; nil: a new one of type Key
 	NotBefore  time.Time
 	NotAfter   time.Time
 	Client     bool // client authentication instead of server authentication
@@ -98,9 +99,24 @@ func NewCA(name string) (*CA, error) {
 
 // Issue signs a new leaf certificate.
 func (ca *CA) Issue(t Template) (*Issued, error) {
-	key, err := newKey(t.Key)
-	if err != nil {
-		return nil, err
+	return issue(t, ca.Cert, ca.Key)
+}
+
+// SelfSigned makes a leaf certificate signed by its own key, such as a
+// client binds to an account by fingerprint.
+func SelfSigned(t Template) (*Issued, error) {
+	return issue(t, nil, nil)
+}
+
+// issue makes a certificate from t signed by parent's key, or by its own
+// key when parent is nil.
+func issue(t Template, parent *x509.Certificate, parentKey crypto.Signer) (*Issued, error) {
+	key := t.Signer
+	if key == nil {
+		var err error
+		if key, err = newKey(t.Key); err != nil {
+			return nil, err
+		}
 	}
 	sn, err := serial()
 	if err != nil {
@@ -117,7 +133,7 @@ func (ca *CA) Issue(t Template) (*Issued, error) {
 		usage = x509.ExtKeyUsageClientAuth
 	}
 	ku := x509.KeyUsageDigitalSignature
-	if t.Key == RSA2048 {
+	if _, isRSA := key.(*rsa.PrivateKey); isRSA {
 		ku |= x509.KeyUsageKeyEncipherment
 	}
 	tmpl := &x509.Certificate{
@@ -131,7 +147,10 @@ func (ca *CA) Issue(t Template) (*Issued, error) {
 		KeyUsage:       ku,
 		ExtKeyUsage:    []x509.ExtKeyUsage{usage},
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, key.Public(), ca.Key)
+	if parent == nil {
+		parent, parentKey = tmpl, key
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, key.Public(), parentKey)
 	if err != nil {
 		return nil, fmt.Errorf("pki: issue %s: %w", t.CommonName, err)
 	}
@@ -158,22 +177,36 @@ func (ca *CA) Pool() *x509.CertPool {
 	return p
 }
 
-// WriteCert writes certificates as PEM.
-func WriteCert(path string, certs ...*x509.Certificate) error {
+// CertPEM encodes certificates as PEM.
+func CertPEM(certs ...*x509.Certificate) []byte {
 	var out []byte
 	for _, c := range certs {
 		out = append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
 	}
-	return os.WriteFile(path, out, 0o644)
+	return out
+}
+
+// KeyPEM encodes a private key as PKCS #8 PEM.
+func KeyPEM(key crypto.Signer) ([]byte, error) {
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
+}
+
+// WriteCert writes certificates as PEM.
+func WriteCert(path string, certs ...*x509.Certificate) error {
+	return os.WriteFile(path, CertPEM(certs...), 0o644)
 }
 
 // WriteKey writes a private key as PKCS #8 PEM readable by its owner only.
 func WriteKey(path string, key crypto.Signer) error {
-	der, err := x509.MarshalPKCS8PrivateKey(key)
+	b, err := KeyPEM(key)
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
+	return os.WriteFile(path, b, 0o600)
 }
 
 // Write writes an issued certificate chain and its key.

@@ -1,4 +1,4 @@
-// Package tlstest makes certificates for tests: a CA, server certificates
+// Package tlstest makes certificates for tests, with internal/pki: a CA, server certificates
 // with ECDSA P-256 or RSA-2048 keys, client certificates, self-signed ones,
 // and expired or not-yet-valid variants, and writes them to PEM files.
 //
@@ -8,21 +8,18 @@ package tlstest
 
 import (
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/latchmail/latch/internal/pki"
 )
 
 // KeyType chooses a certificate's key.
@@ -93,22 +90,17 @@ func (c *Cert) WriteFiles(t testing.TB, dir, name string) (certFile, keyFile str
 // CA is a certificate authority for tests.
 type CA struct {
 	Cert
+	ca *pki.CA
 }
 
 // NewCA makes a self-signed ECDSA root.
 func NewCA(t testing.TB, name string) *CA {
 	t.Helper()
-	key := newKey(t, ECDSA)
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial(t),
-		Subject:               pkix.Name{CommonName: name},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
+	ca, err := pki.NewCA(name)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return &CA{Cert: *create(t, tmpl, tmpl, key, key)}
+	return &CA{Cert: *encode(t, &pki.Issued{Cert: ca.Cert, Key: ca.Key}), ca: ca}
 }
 
 // WriteCAFile writes the CA certificate to dir/ca.pem and returns the path.
@@ -122,29 +114,30 @@ func (ca *CA) WriteCAFile(t testing.TB, dir string) string {
 }
 
 // Pool returns a pool holding the CA certificate.
-func (ca *CA) Pool() *x509.CertPool {
-	p := x509.NewCertPool()
-	p.AddCert(ca.Cert.Cert)
-	return p
-}
+func (ca *CA) Pool() *x509.CertPool { return ca.ca.Pool() }
 
 // Issue makes a certificate signed by the CA.
 func (ca *CA) Issue(t testing.TB, s Spec) *Cert {
 	t.Helper()
-	key := newKey(t, s.Key)
-	return create(t, template(t, s), ca.Cert.Cert, key, ca.Key)
+	c, err := ca.ca.Issue(template(t, s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return encode(t, c)
 }
 
 // SelfSigned makes a certificate signed by its own key, as a client that
 // binds its key to an account by fingerprint would use.
 func SelfSigned(t testing.TB, s Spec) *Cert {
 	t.Helper()
-	key := newKey(t, s.Key)
-	tmpl := template(t, s)
-	return create(t, tmpl, tmpl, key, key)
+	c, err := pki.SelfSigned(template(t, s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return encode(t, c)
 }
 
-func template(t testing.TB, s Spec) *x509.Certificate {
+func template(t testing.TB, s Spec) pki.Template {
 	nb, na := time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour)
 	switch s.Validity {
 	case Expired:
@@ -152,48 +145,23 @@ func template(t testing.TB, s Spec) *x509.Certificate {
 	case NotYetValid:
 		nb, na = time.Now().Add(time.Hour), time.Now().Add(48*time.Hour)
 	}
-	eku := x509.ExtKeyUsageServerAuth
-	if s.Client {
-		eku = x509.ExtKeyUsageClientAuth
+	tmpl := pki.Template{
+		CommonName: s.CommonName, DNSNames: s.DNSNames, IPs: s.IPs, Emails: s.Emails,
+		NotBefore: nb, NotAfter: na, Client: s.Client,
 	}
-	ku := x509.KeyUsageDigitalSignature
 	if s.Key == RSA {
-		ku |= x509.KeyUsageKeyEncipherment
+		tmpl.Signer = rsaKey(t)
 	}
-	return &x509.Certificate{
-		SerialNumber:   serial(t),
-		Subject:        pkix.Name{CommonName: s.CommonName},
-		DNSNames:       s.DNSNames,
-		IPAddresses:    s.IPs,
-		EmailAddresses: s.Emails,
-		NotBefore:      nb,
-		NotAfter:       na,
-		KeyUsage:       ku,
-		ExtKeyUsage:    []x509.ExtKeyUsage{eku},
-	}
+	return tmpl
 }
 
-// create makes a certificate for key from tmpl, signed by signer.
-func create(t testing.TB, tmpl, parent *x509.Certificate, key, signer crypto.Signer) *Cert {
+func encode(t testing.TB, c *pki.Issued) *Cert {
 	t.Helper()
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, key.Public(), signer)
+	keyPEM, err := pki.KeyPEM(c.Key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pk, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &Cert{
-		Cert:    cert,
-		Key:     key,
-		CertPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		KeyPEM:  pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pk}),
-	}
+	return &Cert{Cert: c.Cert, Key: c.Key, CertPEM: pki.CertPEM(c.Cert), KeyPEM: keyPEM}
 }
 
 var (
@@ -202,39 +170,19 @@ var (
 	rsaSet [4]*rsa.PrivateKey
 )
 
-// newKey returns a fresh ECDSA key, or one of a few RSA keys made once.
-func newKey(t testing.TB, k KeyType) crypto.Signer {
+// rsaKey returns one of a few RSA keys made once per process.
+func rsaKey(t testing.TB) crypto.Signer {
 	t.Helper()
-	var key crypto.Signer
-	if k == RSA {
-		rsaMu.Lock()
-		i := rsaN % len(rsaSet)
-		rsaN++
-		if rsaSet[i] == nil {
-			rk, err := rsa.GenerateKey(rand.Reader, 2048)
-			if err != nil {
-				rsaMu.Unlock()
-				t.Fatal(err)
-			}
-			rsaSet[i] = rk
-		}
-		key = rsaSet[i]
-		rsaMu.Unlock()
-	} else {
-		ek, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	rsaMu.Lock()
+	defer rsaMu.Unlock()
+	i := rsaN % len(rsaSet)
+	rsaN++
+	if rsaSet[i] == nil {
+		rk, err := rsa.GenerateKey(rand.Reader, 2048)
 		if err != nil {
 			t.Fatal(err)
 		}
-		key = ek
+		rsaSet[i] = rk
 	}
-	return key
-}
-
-func serial(t testing.TB) *big.Int {
-	t.Helper()
-	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n
+	return rsaSet[i]
 }

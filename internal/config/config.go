@@ -32,6 +32,9 @@ type Config struct {
 	DataDir string `toml:"data_dir"`
 	// Domains are the mail domains served; accounts live in them.
 	Domains []string `toml:"domains"`
+	// MaxMessageSize is the largest message accepted, in octets
+	// (submission SIZE, RFC 1870; IMAP APPENDLIMIT, RFC 7889).
+	MaxMessageSize int64 `toml:"max_message_size"`
 
 	Log       Log        `toml:"log"`
 	TLS       TLS        `toml:"tls"`
@@ -155,6 +158,9 @@ func FillDefaults(c *Config) {
 	if c.Hostname == "" {
 		c.Hostname, _ = os.Hostname()
 	}
+	if c.MaxMessageSize == 0 {
+		c.MaxMessageSize = 35 << 20
+	}
 	if c.Log.Format == "" {
 		c.Log.Format = "text"
 	}
@@ -207,6 +213,9 @@ func (c *Config) Check() error {
 		if d == "" || strings.ContainsAny(d, "@ ") {
 			return fmt.Errorf("domains[%d] = %q: give a bare domain name such as \"example.org\"", i, d)
 		}
+	}
+	if c.MaxMessageSize < 1024 {
+		return fmt.Errorf("max_message_size = %d: give the limit in octets, at least 1024 (default 36700160, 35 MiB)", c.MaxMessageSize)
 	}
 	needTLS := false
 	for i, l := range c.Listeners {

@@ -99,9 +99,7 @@ func (s *Server) ServeConn(ctx context.Context, c *tlsgate.Conn) {
 	ss.r = bufio.NewReaderSize(c, 4096)
 	ss.w = bufio.NewWriter(c)
 	defer func() {
-		if ss.account != nil {
-			s.locks.unlock(ss.account.ID)
-		}
+		ss.release()
 		c.Close() // sends TLS close_notify first (RFC 8314 3.4)
 	}()
 	// Wake a blocked read when the server shuts down.
@@ -241,6 +239,17 @@ func (ss *session) quit(ctx context.Context) bool {
 		return false
 	}
 	ss.log.Info("pop3 logout", slog.Int("deleted", ss.drop.deletedCount()))
+	// Let go of the maildrop before saying so: a client that reconnects
+	// as soon as it reads the answer must find it free.
+	ss.release()
 	ss.reply("+OK bye")
 	return false
+}
+
+// release gives up the maildrop lock, once.
+func (ss *session) release() {
+	if ss.drop != nil {
+		ss.srv.locks.unlock(ss.account.ID)
+		ss.drop = nil
+	}
 }

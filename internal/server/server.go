@@ -20,20 +20,29 @@ import (
 	"github.com/latchmail/latch/internal/pop3"
 	"github.com/latchmail/latch/internal/store"
 	"github.com/latchmail/latch/internal/store/sqlite"
+	"github.com/latchmail/latch/internal/submission"
 	"github.com/latchmail/latch/internal/tlsgate"
 )
 
 // Env is what an engine is built from.
 type Env struct {
-	Hostname string
-	Store    store.Store
-	Auth     *auth.Service
+	Hostname       string
+	Domains        []string
+	MaxMessageSize int64
+	Store          store.Store
+	Auth           *auth.Service
 }
 
 // engines builds the handler of each service this build serves.
 var engines = map[string]func(env *Env, l config.Listener) listener.Handler{
 	"pop3": func(env *Env, l config.Listener) listener.Handler {
 		return &pop3.Server{Hostname: env.Hostname, Store: env.Store, Auth: env.Auth}
+	},
+	"submission": func(env *Env, l config.Listener) listener.Handler {
+		return &submission.Server{Hostname: env.Hostname, Domains: env.Domains, MaxMessageSize: env.MaxMessageSize, Store: env.Store, Auth: env.Auth}
+	},
+	"lmtp": func(env *Env, l config.Listener) listener.Handler {
+		return &submission.Server{Hostname: env.Hostname, Domains: env.Domains, MaxMessageSize: env.MaxMessageSize, Store: env.Store, LMTP: true}
 	},
 }
 
@@ -87,7 +96,7 @@ func Start(cfg *config.Config, log *slog.Logger) (_ *Server, err error) {
 			return nil, err
 		}
 	}
-	env := &Env{Hostname: cfg.Hostname, Store: s.store, Auth: s.auth}
+	env := &Env{Hostname: cfg.Hostname, Domains: cfg.Domains, MaxMessageSize: cfg.MaxMessageSize, Store: s.store, Auth: s.auth}
 	s.listeners = &listener.Server{Gate: s.gate, Log: log}
 	for _, l := range cfg.Listeners {
 		mode, err := tlsgate.ParseMode(l.Mode)

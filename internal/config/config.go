@@ -77,6 +77,7 @@ type Listener struct {
 	Address        string   `toml:"address"` // host:port
 	Mode           string   `toml:"mode"`    // implicit, starttls, plain
 	ClientCerts    bool     `toml:"client_certs"`
+	Preauth        *bool    `toml:"preauth"` // IMAP: greet a mapped client certificate with PREAUTH (else offer EXTERNAL)
 	SessionTickets *bool    `toml:"session_tickets"`
 	ProxyFrom      []string `toml:"proxy_from"` // trusted PROXY v2 senders (CIDR)
 	MaxConns       int      `toml:"max_connections"`
@@ -189,6 +190,10 @@ func FillDefaults(c *Config) {
 			on := true
 			l.SessionTickets = &on
 		}
+		if l.Preauth == nil {
+			on := true
+			l.Preauth = &on
+		}
 		if l.MaxConns == 0 {
 			l.MaxConns = 10000
 		}
@@ -278,6 +283,9 @@ func (l Listener) check() error {
 	}
 	if l.ClientCerts && l.Mode != ModeImplicit {
 		return errors.New("client_certs = true needs mode = \"implicit\": RFC 8314 4.2 forbids requesting client certificates on STARTTLS ports")
+	}
+	if l.Preauth != nil && !*l.Preauth && l.Service != "imap" {
+		return errors.New("preauth is an IMAP setting (RFC 8314 4.2); remove it from this listener")
 	}
 	for _, p := range l.ProxyFrom {
 		if _, err := netip.ParsePrefix(p); err != nil {

@@ -80,6 +80,7 @@ func TestLoadRefuses(t *testing.T) {
 		{"plain imap", base + listener("imap", "127.0.0.1:143", "plain", ""), "only for lmtp"},
 		{"plain lmtp off loopback", base + listener("lmtp", "0.0.0.0:24", "plain", ""), "loopback"},
 		{"client certs on starttls", base + listener("imap", "127.0.0.1:143", "starttls", "client_certs = true\n"), "RFC 8314 4.2"},
+		{"preauth off pop3", base + listener("pop3", "127.0.0.1:995", "implicit", "preauth = false\n"), "IMAP setting"},
 		{"bad proxy", base + listener("imap", "127.0.0.1:993", "implicit", "proxy_from = [\"nowhere\"]\n"), "proxy_from"},
 		{"same address twice", base + listener("imap", "127.0.0.1:993", "implicit", "") + listener("pop3", "127.0.0.1:993", "implicit", ""), "both use address"},
 		{"no certificate", "data_dir = \"d\"\n" + listener("imap", "127.0.0.1:993", "implicit", ""), "tls.certificate is missing"},

@@ -16,6 +16,7 @@ import (
 	"github.com/latchmail/latch/internal/admin"
 	"github.com/latchmail/latch/internal/auth"
 	"github.com/latchmail/latch/internal/config"
+	"github.com/latchmail/latch/internal/imap"
 	"github.com/latchmail/latch/internal/listener"
 	"github.com/latchmail/latch/internal/pop3"
 	"github.com/latchmail/latch/internal/store"
@@ -35,6 +36,9 @@ type Env struct {
 
 // engines builds the handler of each service this build serves.
 var engines = map[string]func(env *Env, l config.Listener) listener.Handler{
+	"imap": func(env *Env, l config.Listener) listener.Handler {
+		return &imap.Server{Hostname: env.Hostname, Store: env.Store, Auth: env.Auth, PreauthByCert: *l.Preauth, AppendLimit: env.MaxMessageSize}
+	},
 	"pop3": func(env *Env, l config.Listener) listener.Handler {
 		return &pop3.Server{Hostname: env.Hostname, Store: env.Store, Auth: env.Auth}
 	},

@@ -73,8 +73,9 @@ type Service struct {
 	penalties *penalties
 	verifier  *verifier
 	exposure  chan exposureCheck
-	dummyHash string // verified for unknown users, so they cost what a wrong password costs
-	fakeKey   []byte // derives stable fake SCRAM salts for unknown users
+	checked   chan struct{} // closed when the exposure checker has stopped
+	dummyHash string        // verified for unknown users, so they cost what a wrong password costs
+	fakeKey   []byte        // derives stable fake SCRAM salts for unknown users
 }
 
 type exposureCheck struct {
@@ -96,6 +97,7 @@ func New(accounts store.Accounts, opts Options, log *slog.Logger) (*Service, err
 		penalties: newPenalties(opts.MaxFailuresIP, opts.MaxFailuresUser, opts.LockFor, cmp.Or(opts.FailureDelay, 250*time.Millisecond)),
 		verifier:  newVerifier(runtime.GOMAXPROCS(0)),
 		exposure:  make(chan exposureCheck, 64),
+		checked:   make(chan struct{}),
 		dummyHash: dummy,
 		fakeKey:   []byte(dummy),
 	}
@@ -103,8 +105,13 @@ func New(accounts store.Accounts, opts Options, log *slog.Logger) (*Service, err
 	return s, nil
 }
 
-// Close stops the background exposure checker.
-func (s *Service) Close() { close(s.exposure) }
+// Close stops the background exposure checker once it has checked what
+// is queued, so that no exposure is lost at shutdown; close the store
+// only after it.
+func (s *Service) Close() {
+	close(s.exposure)
+	<-s.checked
+}
 
 // Session is what the service knows of the connection a login arrives on.
 type Session struct {
@@ -266,7 +273,7 @@ func (b *backend) CheckPassword(ctx context.Context, authzid, username, password
 		return nil, ErrLocked
 	}
 	if a != nil && a.PasswordHash != "" && s.cache.hit(username, password, a.PasswordHash, now) {
-		return b.accept(a)
+		return b.verified(ctx, a)
 	}
 	if userLocked {
 		return nil, ErrLocked
@@ -290,8 +297,15 @@ func (b *backend) CheckPassword(ctx context.Context, authzid, username, password
 		return nil, ErrInvalid
 	}
 	s.cache.add(username, password, a.PasswordHash, now)
+	return b.verified(ctx, a)
+}
+
+// verified finishes a login whose password proved right, from the cache
+// or by hashing: a password that came without TLS (legacy allowance) has
+// crossed the network in the clear, whichever way it was checked.
+func (b *backend) verified(ctx context.Context, a *store.Account) (*store.Account, error) {
 	if !b.sess.Sec.TLS {
-		s.markExposed(ctx, a.ID)
+		b.s.markExposed(ctx, a.ID)
 	}
 	return b.accept(a)
 }
@@ -357,6 +371,7 @@ func (b *backend) External(ctx context.Context, authzid string) (*store.Account,
 // over a connection without TLS and refused, and marks the account when
 // the password was right: it has crossed the network in the clear.
 func (s *Service) checkExposures() {
+	defer close(s.checked)
 	for c := range s.exposure {
 		ctx := context.Background()
 		a, err := s.accounts.AccountByID(ctx, c.account)

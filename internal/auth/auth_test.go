@@ -184,6 +184,21 @@ func TestLegacyAllowance(t *testing.T) {
 		t.Fatalf("allowance, right password: %v", err)
 	}
 	waitExposed(t, f.st, alice)
+
+	// Logged in over TLS first, a password is in the credential cache;
+	// sent without TLS it is exposed all the same.
+	carol := "carol@example.org"
+	f.addAccount(t, carol, "carol's password")
+	f.update(t, carol, func(a *store.Account) { a.LegacyUntil = time.Now().Add(time.Hour) })
+	if _, err := f.svc.Login(ctx, session(true, "192.0.2.3:1001"), carol, "carol's password"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.Login(ctx, plain, carol, "carol's password"); err != nil {
+		t.Fatalf("allowance, cached password: %v", err)
+	}
+	if a, _ := f.st.Account(ctx, carol); a.CleartextExposed.IsZero() {
+		t.Fatal("a cached password used without TLS was not marked as exposed")
+	}
 }
 
 func TestMustChangePassword(t *testing.T) {

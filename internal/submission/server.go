@@ -69,7 +69,7 @@ type Server struct {
 	// Domains are the mail domains served: an unknown recipient in one of
 	// them (or at Hostname) is "no such user", elsewhere "other domain".
 	Domains []string
-	Store    store.Store
+	Store   store.Store
 	// Auth authenticates submission clients; LMTP does not use it.
 	Auth *auth.Service
 	// LMTP makes the server speak LMTP (RFC 2033): LHLO, no AUTH, one

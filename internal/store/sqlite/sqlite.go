@@ -273,22 +273,33 @@ type readTx struct {
 	tx  *sql.Tx
 }
 
-func (r *readTx) query(q string, args ...any) (*sql.Rows, error) {
-	st, err := r.s.rstmt(r.ctx, q)
-	if err != nil {
-		return nil, err
+// A transaction holds one connection of the read pool. It must never ask
+// the pool for another (as preparing a statement on the pool does): with
+// every connection held by a transaction waiting for one more, readers
+// would deadlock. So a statement not yet prepared runs unprepared on the
+// transaction's own connection, and is prepared on the pool in the
+// background for next time.
+
+func (r *readTx) stmt(q string) *sql.Stmt {
+	if st, ok := r.s.rstmts.Load(q); ok {
+		return r.tx.StmtContext(r.ctx, st.(*sql.Stmt))
 	}
-	return r.tx.StmtContext(r.ctx, st).QueryContext(r.ctx, args...)
+	go func() { _, _ = r.s.rstmt(context.Background(), q) }() // for next time; this query runs either way
+	return nil
+}
+
+func (r *readTx) query(q string, args ...any) (*sql.Rows, error) {
+	if st := r.stmt(q); st != nil {
+		return st.QueryContext(r.ctx, args...)
+	}
+	return r.tx.QueryContext(r.ctx, q, args...)
 }
 
 func (r *readTx) queryRow(q string, args ...any) *sql.Row {
-	st, err := r.s.rstmt(r.ctx, q)
-	if err != nil {
-		// sql.Row cannot be built with an error; run the query unprepared
-		// so that Scan reports it.
-		return r.tx.QueryRowContext(r.ctx, q, args...)
+	if st := r.stmt(q); st != nil {
+		return st.QueryRowContext(r.ctx, args...)
 	}
-	return r.tx.StmtContext(r.ctx, st).QueryRowContext(r.ctx, args...)
+	return r.tx.QueryRowContext(r.ctx, q, args...)
 }
 
 // queryRow runs a one-row query on the read pool outside a transaction.

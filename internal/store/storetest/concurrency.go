@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/latchmail/latch/internal/store"
 )
@@ -198,6 +199,48 @@ func testConcurrency(t *testing.T, s store.Store) {
 		}
 		if st.Unseen != unseen {
 			t.Errorf("%s: status counts %d unseen, List %d", mb.Name, st.Unseen, unseen)
+		}
+	}
+}
+
+// testConcurrentColdReads runs many lookups at once on a store that has
+// served none yet: an implementation with a bounded connection pool must
+// not deadlock when every reader wants more than one connection (a
+// transaction plus the preparation of its first statements, say).
+func testConcurrentColdReads(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	mb := inbox(t, s)
+	a, err := s.AccountByID(ctx, mb.Account)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const readers = 64
+	errs := make(chan error, readers)
+	for i := range readers {
+		go func() {
+			var err error
+			switch i % 4 {
+			case 0:
+				_, err = s.Account(ctx, a.Name)
+			case 1:
+				_, err = s.AccountByAddress(ctx, a.Address)
+			case 2:
+				_, err = s.MailboxStatus(ctx, mb.ID)
+			case 3:
+				_, err = s.ListMailboxes(ctx, a.ID)
+			}
+			errs <- err
+		}()
+	}
+	deadline := time.After(time.Minute) // a bound on a hang, not a speed claim
+	for range readers {
+		select {
+		case err := <-errs:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-deadline:
+			t.Fatal("concurrent lookups on a fresh store did not finish: deadlock")
 		}
 	}
 }

@@ -67,6 +67,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Watch", testWatch},
 		{"Usage", testUsage},
 		{"Concurrency", testConcurrency},
+		{"ConcurrentColdReads", testConcurrentColdReads},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

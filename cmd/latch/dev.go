@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/signal"
 
 	"github.com/latchmail/latch/internal/devenv"
 )
@@ -19,10 +20,12 @@ func runDev(args []string) error {
 		return exitUsage{fmt.Errorf("--ports %q: use \"standard\" or \"auto\"", *ports)}
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	sig := notifySignals()
+	defer signal.Stop(sig)
 	srv, info, err := devenv.Start(*dir, *ports == "auto", log)
 	if err != nil {
 		return err
 	}
 	fmt.Print(info.HowTo(*dir))
-	return waitForSignals(srv, log)
+	return waitForSignals(sig, srv, log)
 }

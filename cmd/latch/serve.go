@@ -26,19 +26,27 @@ func runServe(args []string) error {
 		return err
 	}
 	log := newLogger(cfg.Log)
+	sig := notifySignals()
+	defer signal.Stop(sig)
 	srv, err := server.Start(cfg, log)
 	if err != nil {
 		return err
 	}
-	return waitForSignals(srv, log)
+	return waitForSignals(sig, srv, log)
+}
+
+// notifySignals starts catching the signals the server answers. Call it
+// before starting, so that a signal sent while the server starts is
+// handled (after the start) instead of killing the process.
+func notifySignals() chan os.Signal {
+	sig := make(chan os.Signal, 4)
+	signal.Notify(sig, syscall.SIGHUP, syscall.SIGINT, syscall.SIGTERM)
+	return sig
 }
 
 // waitForSignals reloads certificates on SIGHUP and shuts down on SIGINT
 // or SIGTERM.
-func waitForSignals(srv *server.Server, log *slog.Logger) error {
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGHUP, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sig)
+func waitForSignals(sig chan os.Signal, srv *server.Server, log *slog.Logger) error {
 	for s := range sig {
 		if s == syscall.SIGHUP {
 			if err := srv.Reload(); err != nil {

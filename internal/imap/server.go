@@ -136,6 +136,11 @@ func (s *Server) ServeConn(ctx context.Context, c *tlsgate.Conn) {
 			return
 		}
 		_ = c.SetReadDeadline(time.Now().Add(idleTimeout))
+		if ctx.Err() != nil {
+			// Shutdown began before the deadline above replaced the one
+			// the AfterFunc set: set it again so the read ends now.
+			_ = c.SetReadDeadline(time.Now())
+		}
 		err := ss.command(ctx)
 		if err == nil {
 			continue

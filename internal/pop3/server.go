@@ -113,6 +113,11 @@ func (s *Server) ServeConn(ctx context.Context, c *tlsgate.Conn) {
 			return
 		}
 		_ = c.SetReadDeadline(time.Now().Add(idleTimeout))
+		if ctx.Err() != nil {
+			// Shutdown began after the loop's check: the AfterFunc's
+			// deadline was just overwritten, so set it again.
+			_ = c.SetReadDeadline(time.Now())
+		}
 		line, err := ss.readLine()
 		if errors.Is(err, errLineTooLong) {
 			if !ss.bad("-ERR line too long") {

@@ -50,7 +50,7 @@ func (d *maildrop) count() (n int) {
 func (d *maildrop) size() (n int64) {
 	for i, m := range d.msgs {
 		if !d.deleted[i] {
-			n += m.Size
+			n += m.LineSize
 		}
 	}
 	return n
@@ -111,7 +111,7 @@ func (ss *session) transaction(ctx context.Context, cmd, arg string) bool {
 					continue
 				}
 				if cmd == "LIST" {
-					ss.reply("%d %d", i+1, m.Size)
+					ss.reply("%d %d", i+1, m.LineSize)
 				} else {
 					ss.reply("%d %s", i+1, d.uidl(i))
 				}
@@ -124,7 +124,7 @@ func (ss *session) transaction(ctx context.Context, cmd, arg string) bool {
 			return true
 		}
 		if cmd == "LIST" {
-			ss.reply("+OK %d %d", i+1, d.msgs[i].Size)
+			ss.reply("+OK %d %d", i+1, d.msgs[i].LineSize)
 		} else {
 			ss.reply("+OK %d %s", i+1, d.uidl(i))
 		}
@@ -189,7 +189,7 @@ func (ss *session) send(ctx context.Context, i, bodyLines int) bool {
 	}
 	defer rc.Close()
 	if bodyLines < 0 {
-		ss.reply("+OK %d octets", m.Size)
+		ss.reply("+OK %d octets", m.LineSize)
 	} else {
 		ss.reply("+OK top of message follows")
 	}

@@ -258,15 +258,19 @@ func TestSessionCommands(t *testing.T) {
 		t.Fatalf("STAT before login: %q", r)
 	}
 	c.login(alice.Username, alice.Password)
-	total := len(msgs[0]) + len(msgs[1]) + len(msgs[2])
+	// Sizes count the octets sent: every line ended by CRLF (RFC 1939
+	// 11). Message 2 has four bare LFs (one octet more each) and an
+	// unended last line (two more).
+	sizes := []int{len(msgs[0]), len(msgs[1]) + 4 + 2, len(msgs[2])}
+	total := sizes[0] + sizes[1] + sizes[2]
 	if r := c.cmd("STAT"); r != fmt.Sprintf("+OK 3 %d", total) {
 		t.Fatalf("STAT = %q, want 3 messages of %d octets", r, total)
 	}
 	c.mustOK("LIST")
-	if l := c.multi(); len(l) != 3 || l[0] != fmt.Sprintf("1 %d", len(msgs[0])) {
+	if l := c.multi(); len(l) != 3 || l[0] != fmt.Sprintf("1 %d", sizes[0]) {
 		t.Fatalf("LIST = %q", l)
 	}
-	if r := c.cmd("LIST 2"); r != fmt.Sprintf("+OK 2 %d", len(msgs[1])) {
+	if r := c.cmd("LIST 2"); r != fmt.Sprintf("+OK 2 %d", sizes[1]) {
 		t.Fatalf("LIST 2 = %q", r)
 	}
 	c.mustOK("UIDL")
@@ -304,7 +308,7 @@ func TestSessionCommands(t *testing.T) {
 	if r := c.cmd("RETR 1"); r != "-ERR message 1 is deleted" {
 		t.Fatalf("RETR of deleted: %q", r)
 	}
-	if r := c.cmd("STAT"); r != fmt.Sprintf("+OK 2 %d", total-len(msgs[0])) {
+	if r := c.cmd("STAT"); r != fmt.Sprintf("+OK 2 %d", total-sizes[0]) {
 		t.Fatalf("STAT after DELE = %q", r)
 	}
 	c.mustOK("RSET")

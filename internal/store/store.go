@@ -155,7 +155,8 @@ type Message struct {
 	ModSeq       uint64
 	Flags        []string // system flags (`\Seen`, ...) and keywords, sorted
 	InternalDate time.Time
-	Size         int64
+	Size         int64 // octets as stored
+	LineSize     int64 // octets with every line ended by CRLF (see LineCounter)
 }
 
 // NewMessage is a message to add.

@@ -77,7 +77,7 @@ func benchAppend(b *testing.B, opts *Options, writers int, body []byte) {
 // transactions: test-only, to build a big mailbox quickly.
 func populate(b *testing.B, s *Store, mbox store.MailboxID, n int) {
 	b.Helper()
-	blob, size, err := s.writeBlob(bytes.NewReader([]byte("Subject: filler\r\n\r\nfiller\r\n")))
+	blob, size, lineSize, err := s.writeBlob(bytes.NewReader([]byte("Subject: filler\r\n\r\nfiller\r\n")))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -87,7 +87,7 @@ func populate(b *testing.B, s *Store, mbox store.MailboxID, n int) {
 	for done := 0; done < n; done += batch {
 		nms := make([]newMessage, min(batch, n-done))
 		for i := range nms {
-			nms[i] = newMessage{blob: blob, size: size, flags: seen, date: date}
+			nms[i] = newMessage{blob: blob, size: size, lineSize: lineSize, flags: seen, date: date}
 			if i%3 == 0 {
 				nms[i].flags = unseen
 			}
@@ -96,7 +96,7 @@ func populate(b *testing.B, s *Store, mbox store.MailboxID, n int) {
 		err := s.submit(&writeReq{ctx: b.Context(), blobDir: s.blobDir(blob), fn: func(x *txn) error {
 			if first {
 				// With its first references: a blob without any is removed.
-				if err := x.exec("INSERT INTO blobs(id, refs, size) VALUES(?, 0, ?)", blob, size); err != nil {
+				if err := x.exec("INSERT INTO blobs(id, refs, size, line_size) VALUES(?, 0, ?, ?)", blob, size, lineSize); err != nil {
 					return err
 				}
 			}

@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+
+	"github.com/latchmail/latch/internal/store"
 )
 
 // Blob files live in blobs/xx/<id in hex>, xx being the second-lowest byte
@@ -57,13 +59,13 @@ var copyBufs = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b 
 // blob is durable only once the committer has synced (syncBlobs) before
 // committing the row that references it; until then no row references it
 // and the caller must commit one or remove it.
-func (s *Store) writeBlob(r io.Reader) (id, size int64, err error) {
+func (s *Store) writeBlob(r io.Reader) (id, size, lineSize int64, err error) {
 	if r == nil {
-		return 0, 0, errors.New("message has no body reader")
+		return 0, 0, 0, errors.New("message has no body reader")
 	}
 	f, err := os.CreateTemp(filepath.Join(s.dir, "tmp"), "blob-*")
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	tmp := f.Name()
 	defer func() {
@@ -75,24 +77,25 @@ func (s *Store) writeBlob(r io.Reader) (id, size int64, err error) {
 	buf := copyBufs.Get().(*[]byte)
 	// Hide any WriterTo/ReaderFrom so the copy goes through our buffer in
 	// bounded pieces rather than some reader's idea of how much to hold.
-	size, err = io.CopyBuffer(struct{ io.Writer }{f}, struct{ io.Reader }{r}, *buf)
+	var lines store.LineCounter
+	size, err = io.CopyBuffer(io.MultiWriter(f, &lines), struct{ io.Reader }{r}, *buf)
 	copyBufs.Put(buf)
 	if err != nil {
-		return 0, 0, fmt.Errorf("read message: %w", err)
+		return 0, 0, 0, fmt.Errorf("read message: %w", err)
 	}
 	if s.syncFS == nil {
 		if err = f.Sync(); err != nil {
-			return 0, 0, err
+			return 0, 0, 0, err
 		}
 	}
 	if err = f.Close(); err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	id = s.nextBlob.Add(1)
 	if err = os.Rename(tmp, s.blobPath(id)); err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
-	return id, size, nil
+	return id, size, lines.Size(), nil
 }
 
 // removeBlob removes the file of a blob whose row was never committed.

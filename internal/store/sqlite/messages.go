@@ -21,10 +21,11 @@ import (
 
 // newMessage is a message ready to be inserted: its blob is on disk.
 type newMessage struct {
-	blob  int64
-	size  int64
-	flags flagSet
-	date  time.Time
+	blob     int64
+	size     int64
+	lineSize int64
+	flags    flagSet
+	date     time.Time
 }
 
 func prepare(m store.NewMessage) (flagSet, time.Time, error) {
@@ -70,14 +71,14 @@ func (s *Store) add(ctx context.Context, boxes []store.MailboxID, m store.NewMes
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	blob, size, err := s.writeBlob(m.Body)
+	blob, size, lineSize, err := s.writeBlob(m.Body)
 	if err != nil {
 		return nil, err
 	}
-	nm := newMessage{blob: blob, size: size, flags: fs, date: date}
+	nm := newMessage{blob: blob, size: size, lineSize: lineSize, flags: fs, date: date}
 	msgs := make([]store.Message, len(boxes))
 	err = s.submit(&writeReq{ctx: ctx, blobDir: s.blobDir(blob), fn: func(x *txn) error {
-		if err := x.exec("INSERT INTO blobs(id, refs, size) VALUES(?, 0, ?)", blob, size); err != nil {
+		if err := x.exec("INSERT INTO blobs(id, refs, size, line_size) VALUES(?, 0, ?, ?)", blob, size, lineSize); err != nil {
 			return err
 		}
 		for i, mbox := range boxes {
@@ -113,13 +114,13 @@ func (x *txn) insertMessages(mbox store.MailboxID, nms []newMessage) ([]store.Me
 	modseq++
 	msgs := make([]store.Message, len(nms))
 	for i, nm := range nms {
-		err := x.exec(`INSERT INTO messages(mailbox_id, uid, modseq, sysflags, keywords, internal_date, size, blob_id)
-			VALUES(?,?,?,?,?,?,?,?)`, mbox, uidnext, modseq, nm.flags.sys, nm.flags.encodeKeywords(), nm.date.UnixNano(), nm.size, nm.blob)
+		err := x.exec(`INSERT INTO messages(mailbox_id, uid, modseq, sysflags, keywords, internal_date, size, line_size, blob_id)
+			VALUES(?,?,?,?,?,?,?,?,?)`, mbox, uidnext, modseq, nm.flags.sys, nm.flags.encodeKeywords(), nm.date.UnixNano(), nm.size, nm.lineSize, nm.blob)
 		if err != nil {
 			return nil, err
 		}
 		msgs[i] = store.Message{UID: store.UID(uidnext), ModSeq: uint64(modseq), Flags: nm.flags.list(),
-			InternalDate: time.Unix(0, nm.date.UnixNano()).UTC(), Size: nm.size}
+			InternalDate: time.Unix(0, nm.date.UnixNano()).UTC(), Size: nm.size, LineSize: nm.lineSize}
 		uidnext++
 	}
 	if err := x.exec("UPDATE mailboxes SET uidnext = ?, highestmodseq = ? WHERE id = ?", uidnext, modseq, mbox); err != nil {
@@ -129,7 +130,7 @@ func (x *txn) insertMessages(mbox store.MailboxID, nms []newMessage) ([]store.Me
 	return msgs, nil
 }
 
-const messageColumns = "uid, modseq, sysflags, keywords, internal_date, size"
+const messageColumns = "uid, modseq, sysflags, keywords, internal_date, size, line_size"
 
 func scanMessage(row interface{ Scan(...any) error }) (store.Message, error) {
 	var (
@@ -138,7 +139,7 @@ func scanMessage(row interface{ Scan(...any) error }) (store.Message, error) {
 		keywords string
 		date     int64
 	)
-	if err := row.Scan(&m.UID, &m.ModSeq, &sys, &keywords, &date, &m.Size); err != nil {
+	if err := row.Scan(&m.UID, &m.ModSeq, &sys, &keywords, &date, &m.Size, &m.LineSize); err != nil {
 		return store.Message{}, err
 	}
 	m.Flags = decodeFlags(sys, keywords).list()
@@ -300,7 +301,7 @@ func (x *txn) message(mbox store.MailboxID, uid store.UID) (store.Message, flagS
 		date     int64
 	)
 	err := x.queryRow("SELECT "+messageColumns+" FROM messages WHERE mailbox_id = ? AND uid = ?", mbox, uid).
-		Scan(&m.UID, &m.ModSeq, &sys, &keywords, &date, &m.Size)
+		Scan(&m.UID, &m.ModSeq, &sys, &keywords, &date, &m.Size, &m.LineSize)
 	if err != nil {
 		return store.Message{}, flagSet{}, noRows(err)
 	}
@@ -382,17 +383,17 @@ func (s *Store) copy(ctx context.Context, src store.MailboxID, uids []store.UID,
 		}
 		var nms []newMessage
 		for _, uid := range uids {
-			var sys, date, size, blob int64
+			var sys, date, size, lineSize, blob int64
 			var keywords string
-			err := x.queryRow("SELECT sysflags, keywords, internal_date, size, blob_id FROM messages WHERE mailbox_id = ? AND uid = ?", src, uid).
-				Scan(&sys, &keywords, &date, &size, &blob)
+			err := x.queryRow("SELECT sysflags, keywords, internal_date, size, line_size, blob_id FROM messages WHERE mailbox_id = ? AND uid = ?", src, uid).
+				Scan(&sys, &keywords, &date, &size, &lineSize, &blob)
 			if err != nil {
 				if err = noRows(err); errors.Is(err, store.ErrNotFound) {
 					continue
 				}
 				return err
 			}
-			nms = append(nms, newMessage{blob: blob, size: size, flags: decodeFlags(sys, keywords), date: time.Unix(0, date)})
+			nms = append(nms, newMessage{blob: blob, size: size, lineSize: lineSize, flags: decodeFlags(sys, keywords), date: time.Unix(0, date)})
 			from = append(from, uid)
 		}
 		if len(nms) == 0 {

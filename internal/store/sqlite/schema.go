@@ -72,8 +72,9 @@ CREATE TABLE mailboxes (
 -- refs counts the messages referencing the blob file; kept by triggers.
 CREATE TABLE blobs (
 	id   INTEGER PRIMARY KEY,
-	refs INTEGER NOT NULL,
-	size INTEGER NOT NULL
+	refs      INTEGER NOT NULL,
+	size      INTEGER NOT NULL,
+	line_size INTEGER NOT NULL
 );
 CREATE INDEX blobs_unreferenced ON blobs(id) WHERE refs <= 0;
 
@@ -89,6 +90,7 @@ CREATE TABLE messages (
 	keywords      TEXT NOT NULL,
 	internal_date INTEGER NOT NULL,
 	size          INTEGER NOT NULL,
+	line_size     INTEGER NOT NULL,
 	blob_id       INTEGER NOT NULL,
 	PRIMARY KEY (mailbox_id, uid)
 ) WITHOUT ROWID;

@@ -31,8 +31,8 @@ func testAppendBytes(t *testing.T, s store.Store) {
 		body []byte
 	}{
 		{"empty", nil},
-		{"no trailing CRLF", []byte("Subject: hi\r\n\r\nno line end")},
-		{"bare LF and CR", []byte("Subject: hi\n\nline\rline\n\n")},
+		{"no trailing CRLF", []byte("Subject: hi\r\n\r\nno line end")}, // LineSize: +2
+		{"bare LF and CR", []byte("Subject: hi\n\nline\rline\n\n")},    // LineSize: +4
 		{"8-bit", []byte("Subject: Gr\xfc\xdfe\r\n\r\nUTF-8: Grüße, Latin-1: \xe9\xe8\xff\r\n")},
 		{"NUL and every byte", every},
 		{"multi-MiB binary", big},
@@ -44,7 +44,7 @@ func testAppendBytes(t *testing.T, s store.Store) {
 		if err != nil {
 			t.Fatalf("%s: Append: %v", tt.name, err)
 		}
-		want := store.Message{UID: m.UID, ModSeq: m.ModSeq, Flags: fl, InternalDate: date(i + 1), Size: int64(len(tt.body))}
+		want := store.Message{UID: m.UID, ModSeq: m.ModSeq, Flags: fl, InternalDate: date(i + 1), Size: int64(len(tt.body)), LineSize: lineSize(tt.body)}
 		if d := diffMessage(m, want); d != "" {
 			t.Errorf("%s: Append returned %s", tt.name, d)
 		}
@@ -357,7 +357,7 @@ func testStoreFlags(t *testing.T, s store.Store) {
 			continue
 		}
 		after := status(t, s, mb.ID).HighestModSeq
-		want := store.Message{UID: m.UID, ModSeq: after, Flags: tt.want, InternalDate: m.InternalDate, Size: m.Size}
+		want := store.Message{UID: m.UID, ModSeq: after, Flags: tt.want, InternalDate: m.InternalDate, Size: m.Size, LineSize: m.LineSize}
 		if changed[0].ModSeq <= before {
 			t.Errorf("%s: MODSEQ %d not above HIGHESTMODSEQ before, %d", tt.name, changed[0].ModSeq, before)
 		}
@@ -679,7 +679,7 @@ func testDeliver(t *testing.T, s store.Store) {
 		if m.UID < before[i].UIDNext {
 			t.Errorf("%s: UID %d below UIDNEXT %d", mb.Name, m.UID, before[i].UIDNext)
 		}
-		want := store.Message{UID: m.UID, ModSeq: m.ModSeq, Flags: []string{"$Delivered"}, InternalDate: date(5), Size: int64(len(body))}
+		want := store.Message{UID: m.UID, ModSeq: m.ModSeq, Flags: []string{"$Delivered"}, InternalDate: date(5), Size: int64(len(body)), LineSize: lineSize([]byte(body))}
 		l := list(t, s, mb.ID, m.UID, m.UID)
 		checkMessages(t, mb.Name, l, []store.Message{want})
 		if b := readMsg(t, s, mb.ID, m.UID); string(b) != body {

@@ -192,6 +192,8 @@ func diffMessage(got, want store.Message) string {
 		return fmt.Sprintf("UID %d: InternalDate %v, want %v", got.UID, got.InternalDate, want.InternalDate)
 	case got.Size != want.Size:
 		return fmt.Sprintf("UID %d: Size %d, want %d", got.UID, got.Size, want.Size)
+	case got.LineSize != want.LineSize:
+		return fmt.Sprintf("UID %d: LineSize %d, want %d", got.UID, got.LineSize, want.LineSize)
 	}
 	return ""
 }
@@ -223,4 +225,11 @@ func isClosed(ch <-chan struct{}) bool {
 	default:
 		return false
 	}
+}
+
+// lineSize is what Message.LineSize must be for body.
+func lineSize(body []byte) int64 {
+	var c store.LineCounter
+	c.Write(body)
+	return c.Size()
 }

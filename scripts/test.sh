@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Real third-party programs the interop tests drive.
-packages=(openssl curl ca-certificates python3)
+packages=(openssl curl ca-certificates python3 fetchmail)
 missing=()
 for p in "${packages[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -475,3 +475,62 @@ func TestConcurrentSessions(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// POP3 and IMAP share the maildrop: what a POP3 session deletes (at QUIT)
+// disappears from an IMAP session on the same INBOX, which learns of it
+// at its next command.
+func TestDeletionsReachIMAP(t *testing.T) {
+	e := start(t)
+	alice := e.info.Accounts[0]
+	e.deliver(t, alice.Username, "Subject: a\r\n\r\na\r\n", "Subject: b\r\n\r\nb\r\n")
+
+	cfg := e.tlsConfig()
+	cfg.NextProtos = []string{"imap"}
+	conn, err := tls.Dial("tcp", e.info.Listeners["imaps"], cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(time.Minute))
+	imap := bufio.NewReader(conn)
+	// command sends one IMAP command and returns every line up to its
+	// tagged completion.
+	command := func(tag, cmd string) []string {
+		t.Helper()
+		fmt.Fprintf(conn, "%s %s\r\n", tag, cmd)
+		var lines []string
+		for {
+			l, err := imap.ReadString('\n')
+			if err != nil {
+				t.Fatalf("%s: %v", cmd, err)
+			}
+			l = strings.TrimSuffix(l, "\r\n")
+			lines = append(lines, l)
+			if strings.HasPrefix(l, tag+" ") {
+				if !strings.HasPrefix(l, tag+" OK") {
+					t.Fatalf("%s: %q", cmd, l)
+				}
+				return lines
+			}
+		}
+	}
+	imap.ReadString('\n') // greeting
+	command("a1", fmt.Sprintf("LOGIN %s %s", alice.Username, alice.Password))
+	if sel := command("a2", "SELECT INBOX"); !slices.Contains(sel, "* 2 EXISTS") {
+		t.Fatalf("SELECT: %q", sel)
+	}
+
+	c := e.dial(t, "pop3s")
+	c.login(alice.Username, alice.Password)
+	c.mustOK("DELE 1")
+	if noop := command("a3", "NOOP"); slices.ContainsFunc(noop, func(l string) bool { return strings.HasSuffix(l, " EXPUNGE") }) {
+		t.Fatalf("IMAP saw a POP3 deletion before QUIT: %q", noop)
+	}
+	c.mustOK("QUIT")
+	if noop := command("a4", "NOOP"); !slices.Contains(noop, "* 1 EXPUNGE") {
+		t.Fatalf("IMAP NOOP after the POP3 session: %q, want * 1 EXPUNGE", noop)
+	}
+	if s := command("a5", "UID SEARCH ALL"); !slices.Contains(s, "* SEARCH 2") {
+		t.Fatalf("left in INBOX: %q, want UID 2", s)
+	}
+}

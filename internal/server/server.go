@@ -100,6 +100,13 @@ func Start(cfg *config.Config, log *slog.Logger) (_ *Server, err error) {
 			return nil, err
 		}
 	}
+	if s.gate != nil {
+		for _, name := range append([]string{cfg.Hostname}, cfg.Domains...) {
+			if !s.gate.Covers(name) {
+				log.Warn("no certificate names "+name+": clients that check the server's identity (RFC 7817) will refuse it; add the name to a certificate (RFC 8314 4.4)", slog.String("name", name))
+			}
+		}
+	}
 	env := &Env{Hostname: cfg.Hostname, Domains: cfg.Domains, MaxMessageSize: cfg.MaxMessageSize, Store: s.store, Auth: s.auth}
 	s.listeners = &listener.Server{Gate: s.gate, Log: log}
 	for _, l := range cfg.Listeners {

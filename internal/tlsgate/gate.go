@@ -92,6 +92,13 @@ func (g *Gate) Reload() error {
 	return nil
 }
 
+// Covers reports whether a loaded certificate is valid for name, as a
+// client checking the server's identity per RFC 7817 requires for the
+// mail domains and host names it is configured with (RFC 8314 4.4).
+func (g *Gate) Covers(name string) bool {
+	return len(g.set.Load().covering(name)) > 0
+}
+
 // groups are the key exchange groups the gate offers: the hybrid
 // post-quantum groups, X25519 and P-256 (RFC 8446 4.2.7;
 // draft-ietf-tls-ecdhe-mlkem). crypto/tls applies its own preference order

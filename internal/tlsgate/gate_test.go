@@ -506,3 +506,23 @@ func checkEcho(t *testing.T, c *tls.Conn, msg string) {
 		t.Fatalf("echo %q, want %q", buf, msg)
 	}
 }
+
+func TestCovers(t *testing.T) {
+	ca := tlstest.NewCA(t, "covers CA")
+	dir := t.TempDir()
+	certFile, keyFile := ca.Issue(t, tlstest.Spec{CommonName: "mail.example.org", DNSNames: []string{"mail.example.org", "*.example.net"}}).WriteFiles(t, dir, "server")
+	g, err := New(Options{Certificates: []KeyPair{{CertFile: certFile, KeyFile: keyFile}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]bool{
+		"mail.example.org": true,
+		"imap.example.net": true,
+		"example.org":      false,
+		"a.b.example.net":  false, // a wildcard covers one label only
+	} {
+		if got := g.Covers(name); got != want {
+			t.Errorf("Covers(%q) = %v, want %v", name, got, want)
+		}
+	}
+}

@@ -305,7 +305,7 @@ func (b *backend) CheckPassword(ctx context.Context, authzid, username, password
 // crossed the network in the clear, whichever way it was checked.
 func (b *backend) verified(ctx context.Context, a *store.Account) (*store.Account, error) {
 	if !b.sess.Sec.TLS {
-		b.s.markExposed(ctx, a.ID)
+		b.s.markExposed(ctx, a)
 	}
 	return b.accept(a)
 }
@@ -379,21 +379,17 @@ func (s *Service) checkExposures() {
 			continue
 		}
 		if ok, _ := VerifyPassword(a.PasswordHash, c.password); ok {
-			s.markExposed(ctx, a.ID)
+			s.markExposed(ctx, a)
 		}
 	}
 }
 
-func (s *Service) markExposed(ctx context.Context, id store.AccountID) {
-	a, err := s.accounts.AccountByID(ctx, id)
-	if err != nil {
-		s.log.Error("auth: mark password exposed", slog.Any("account", id), slog.Any("err", err))
-		return
-	}
-	a.CleartextExposed = s.now()
-	if err := s.accounts.UpdateAccount(ctx, a); err != nil {
+func (s *Service) markExposed(ctx context.Context, a *store.Account) {
+	marked, err := s.accounts.MarkCleartextExposed(ctx, a.ID, a.PasswordHash, s.now())
+	switch {
+	case err != nil:
 		s.log.Error("auth: mark password exposed", slog.String("user", a.Name), slog.Any("err", err))
-		return
+	case marked:
+		s.log.Warn("auth: password crossed the network without TLS; consider requiring a change", slog.String("user", a.Name))
 	}
-	s.log.Warn("auth: password crossed the network without TLS; consider requiring a change", slog.String("user", a.Name))
 }

@@ -79,6 +79,11 @@ type Accounts interface {
 	CreateAccount(ctx context.Context, a *Account) error
 	// UpdateAccount replaces every field of the account with ID a.ID.
 	UpdateAccount(ctx context.Context, a *Account) error
+	// MarkCleartextExposed sets CleartextExposed to at, only if the
+	// account's PasswordHash is still passwordHash (the password found
+	// exposed is still the account's), and reports whether it did. It
+	// changes no other field, so it cannot undo a concurrent update.
+	MarkCleartextExposed(ctx context.Context, id AccountID, passwordHash string, at time.Time) (bool, error)
 	// DeleteAccount removes the account with its mailboxes and messages.
 	DeleteAccount(ctx context.Context, id AccountID) error
 	// Account finds an account by login name.

@@ -105,6 +105,25 @@ func (x *txn) insertAccountKeys(id store.AccountID, a *store.Account) error {
 	return nil
 }
 
+// MarkCleartextExposed sets the account's CleartextExposed if its password
+// hash is still passwordHash, touching nothing else.
+func (s *Store) MarkCleartextExposed(ctx context.Context, id store.AccountID, passwordHash string, at time.Time) (bool, error) {
+	var marked bool
+	err := s.write(ctx, func(x *txn) error {
+		res, err := x.execResult("UPDATE accounts SET cleartext_exposed = ? WHERE id = ? AND password_hash = ?", timeValue(at), id, passwordHash)
+		if err != nil {
+			return err
+		}
+		n, err := res.RowsAffected()
+		marked = n > 0
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("store: mark account %d exposed: %w", id, err)
+	}
+	return marked, nil
+}
+
 // UpdateAccount replaces every field of the account with ID a.ID except
 // Created when a.Created is zero. It returns store.ErrNotFound for an
 // unknown ID and store.ErrExists as CreateAccount does.

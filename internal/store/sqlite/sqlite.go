@@ -90,6 +90,10 @@ type Store struct {
 	rdb    *sql.DB
 	rstmts sync.Map // query string -> *sql.Stmt on rdb
 
+	prepMu     sync.Mutex     // guards prepClosed and adding to preps
+	prepClosed bool           // Close has begun: no more preparations
+	preps      sync.WaitGroup // background preparations, waited for by Close
+
 	wdb    *sql.DB
 	wconn  *sql.Conn
 	wstmts map[string]*sql.Stmt // committer goroutine only
@@ -204,6 +208,10 @@ func (s *Store) Close() error {
 		close(s.quit)
 		<-s.loopDone
 		s.watch.closeAll()
+		s.prepMu.Lock()
+		s.prepClosed = true
+		s.prepMu.Unlock()
+		s.preps.Wait()
 		s.closeErr = s.closeHandles()
 	})
 	return s.closeErr
@@ -284,8 +292,17 @@ func (r *readTx) stmt(q string) *sql.Stmt {
 	if st, ok := r.s.rstmts.Load(q); ok {
 		return r.tx.StmtContext(r.ctx, st.(*sql.Stmt))
 	}
-	go func() { _, _ = r.s.rstmt(context.Background(), q) }() // for next time; this query runs either way
+	r.s.prepareLater(q)
 	return nil
+}
+
+// prepareLater prepares q on the pool in the background, for next time.
+func (s *Store) prepareLater(q string) {
+	s.prepMu.Lock()
+	defer s.prepMu.Unlock()
+	if !s.prepClosed {
+		s.preps.Go(func() { _, _ = s.rstmt(context.Background(), q) })
+	}
 }
 
 func (r *readTx) query(q string, args ...any) (*sql.Rows, error) {

@@ -343,3 +343,28 @@ func testDeleteAccount(t *testing.T, s store.Store) {
 		t.Errorf("CreateAccount with the deleted account's name and addresses: %v", err)
 	}
 }
+
+func testMarkCleartextExposed(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	a := newAccount(t, s, "exposed")
+	a.PasswordHash, a.QuotaBytes = "hash-1", 42
+	if err := s.UpdateAccount(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	// A stale password: the account has another hash now; nothing changes.
+	if marked, err := s.MarkCleartextExposed(ctx, a.ID, "hash-0", date(3)); err != nil || marked {
+		t.Fatalf("stale hash: marked %v, %v", marked, err)
+	}
+	if marked, err := s.MarkCleartextExposed(ctx, a.ID, "hash-1", date(4)); err != nil || !marked {
+		t.Fatalf("current hash: marked %v, %v", marked, err)
+	}
+	got, err := s.AccountByID(ctx, a.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := *a
+	want.CleartextExposed = date(4)
+	if !got.CleartextExposed.Equal(date(4)) || got.PasswordHash != "hash-1" || got.QuotaBytes != 42 || got.Name != want.Name {
+		t.Fatalf("after marking: %+v", got)
+	}
+}

@@ -42,6 +42,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"AccountExists", testAccountExists},
 		{"AccountByAddress", testAccountByAddress},
 		{"AccountNotFound", testAccountNotFound},
+		{"MarkCleartextExposed", testMarkCleartextExposed},
 		{"ListAccounts", testListAccounts},
 		{"DeleteAccount", testDeleteAccount},
 		{"Mailboxes", testMailboxes},

@@ -259,3 +259,37 @@ func TestSearchText(t *testing.T) {
 		t.Errorf("unknown charset: %q", r)
 	}
 }
+
+// SEARCHRES (RFC 5182, part of IMAP4rev2): SEARCH RETURN (SAVE) keeps the
+// result as "$" for later commands, in messages, not numbers.
+func TestSearchRes(t *testing.T) {
+	e := start(t)
+	user, _ := e.user(1)
+	e.deliver(t, user, "INBOX", "Subject: a\r\n\r\n1\r\n", "Subject: b\r\n\r\n2\r\n", "Subject: a\r\n\r\n3\r\n", "Subject: a\r\n\r\n4\r\n")
+	c := e.login(t, 1)
+	c.ok("SELECT INBOX")
+	if caps := c.ok("CAPABILITY"); !strings.Contains(caps[0], " SEARCHRES") {
+		t.Fatalf("CAPABILITY: %q", caps)
+	}
+	steps := []struct{ cmd, want string }{
+		{"SEARCH RETURN (SAVE) SUBJECT a", ""}, // SAVE alone: no ESEARCH (RFC 5182 2.4)
+		{"SEARCH $ 1:2", "* SEARCH 1"},
+		{"UID SEARCH UID $", "* SEARCH 1 3 4"},
+		{"FETCH $ (UID)", "* 1 FETCH (UID 1)|* 3 FETCH (UID 3)|* 4 FETCH (UID 4)"},
+		{"SEARCH RETURN (SAVE MIN MAX) SUBJECT a", `* ESEARCH (TAG "TAG") MIN 1 MAX 4`},
+		{"UID FETCH $ (UID)", "* 1 FETCH (UID 1)|* 4 FETCH (UID 4)"},
+		{"STORE $ +FLAGS.SILENT (\\Deleted)", ""},
+		{"EXPUNGE", "* 1 EXPUNGE|* 3 EXPUNGE"}, // messages 1 and 4, renumbered as they go
+		{"SEARCH $", "* SEARCH"},               // expunged messages leave "$"
+	}
+	for _, s := range steps {
+		u := c.ok(s.cmd)
+		want := []string(nil)
+		if s.want != "" {
+			want = strings.Split(strings.ReplaceAll(s.want, `"TAG"`, fmt.Sprintf("%q", fmt.Sprintf("t%d", c.n))), "|")
+		}
+		if !slices.Equal(u, want) {
+			t.Errorf("%q: %q, want %q", s.cmd, u, want)
+		}
+	}
+}

@@ -414,8 +414,12 @@ func (p *parser) nzNumber() (uint32, error) {
 	return n, err
 }
 
-// seqRange is one element of a sequence set; 0 stands for "*".
-type seqRange struct{ lo, hi uint32 }
+// seqRange is one element of a sequence set; 0 stands for "*". A range
+// with saved set stands for "$" (see savedRange).
+type seqRange struct {
+	lo, hi uint32
+	saved  bool
+}
 
 // seqSet is a sequence set (RFC 9051 section 9 sequence-set).
 type seqSet []seqRange
@@ -428,8 +432,20 @@ func (p *parser) seqNumber() (uint32, error) {
 	return p.nzNumber()
 }
 
-// seqSet reads a sequence set. "$" (RFC 5182 SEARCHRES) is not offered.
+// savedRange stands, alone in a seqSet, for "$": the result saved by the
+// last SEARCH RETURN (SAVE) (RFC 5182 2.1).
+var savedRange = seqRange{saved: true}
+
+// saved reports whether the set is "$".
+func (s seqSet) saved() bool { return len(s) == 1 && s[0] == savedRange }
+
+// seqSet reads a sequence set, or "$" (RFC 5182 SEARCHRES), which stands
+// alone.
 func (p *parser) seqSet() (seqSet, error) {
+	if c, _ := p.peek(); c == '$' {
+		p.next()
+		return seqSet{savedRange}, nil
+	}
 	var s seqSet
 	for {
 		lo, err := p.seqNumber()
@@ -443,7 +459,7 @@ func (p *parser) seqSet() (seqSet, error) {
 				return nil, err
 			}
 		}
-		s = append(s, seqRange{lo, hi})
+		s = append(s, seqRange{lo: lo, hi: hi})
 		if c, _ := p.peek(); c != ',' {
 			return s, nil
 		}

@@ -52,14 +52,15 @@ func TestParserSeqSet(t *testing.T) {
 		want seqSet
 		err  bool
 	}{
-		{"1 ", seqSet{{1, 1}}, false},
-		{"1:* ", seqSet{{1, 0}}, false},
-		{"*:4,7,9:8 ", seqSet{{0, 4}, {7, 7}, {9, 8}}, false},
-		{"4294967295 ", seqSet{{4294967295, 4294967295}}, false},
+		{"1 ", seqSet{{lo: 1, hi: 1}}, false},
+		{"1:* ", seqSet{{lo: 1, hi: 0}}, false},
+		{"*:4,7,9:8 ", seqSet{{lo: 0, hi: 4}, {lo: 7, hi: 7}, {lo: 9, hi: 8}}, false},
+		{"4294967295 ", seqSet{{lo: 4294967295, hi: 4294967295}}, false},
 		{"0 ", nil, true},
 		{"4294967296 ", nil, true},
 		{"1, ", nil, true},
-		{"$ ", nil, true},
+		{"$ ", seqSet{savedRange}, false},
+		{"$,1 ", seqSet{savedRange}, false}, // "$" stands alone: the rest is left to the caller, which wants SP
 		{"1:: ", nil, true},
 	}
 	for _, tt := range tests {
@@ -72,20 +73,21 @@ func TestParserSeqSet(t *testing.T) {
 }
 
 func TestResolve(t *testing.T) {
-	sel := &selection{uids: []store.UID{2, 4, 6, 8}}
+	sel := &selection{uids: []store.UID{2, 4, 6, 8}, saved: []store.UID{4, 5, 8}}
 	tests := []struct {
 		set  seqSet
 		uid  bool
 		want []int
 		err  bool
 	}{
-		{seqSet{{1, 0}}, false, []int{0, 1, 2, 3}, false},
-		{seqSet{{0, 0}}, false, []int{3}, false},
-		{seqSet{{3, 2}, {2, 2}}, false, []int{1, 2}, false},
-		{seqSet{{5, 5}}, false, nil, true},
-		{seqSet{{3, 6}}, true, []int{1, 2}, false},
-		{seqSet{{9, 0}}, true, []int{3}, false}, // n:* includes the highest UID
-		{seqSet{{100, 200}}, true, nil, false},
+		{seqSet{{lo: 1, hi: 0}}, false, []int{0, 1, 2, 3}, false},
+		{seqSet{{lo: 0, hi: 0}}, false, []int{3}, false},
+		{seqSet{{lo: 3, hi: 2}, {lo: 2, hi: 2}}, false, []int{1, 2}, false},
+		{seqSet{{lo: 5, hi: 5}}, false, nil, true},
+		{seqSet{{lo: 3, hi: 6}}, true, []int{1, 2}, false},
+		{seqSet{{lo: 9, hi: 0}}, true, []int{3}, false}, // n:* includes the highest UID
+		{seqSet{{lo: 100, hi: 200}}, true, nil, false},
+		{seqSet{savedRange}, false, []int{1, 3}, false}, // "$": saved UIDs 4, 8 and the expunged 5
 	}
 	for _, tt := range tests {
 		got, err := sel.resolve(tt.set, tt.uid)

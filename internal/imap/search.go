@@ -66,7 +66,7 @@ func (p *parser) searchKey() (searchKey, error) {
 		})
 		return k, err
 	}
-	if c == '*' || c >= '0' && c <= '9' {
+	if c == '*' || c == '$' || c >= '0' && c <= '9' {
 		set, err := p.seqSet()
 		return searchKey{op: "SET", set: set}, err
 	}
@@ -215,7 +215,7 @@ func parseSearch(uid bool) func(*session, *parser) (action, error) {
 			}
 			switch {
 			case first && k.op == "RETURN" && !s.esearch:
-				// RFC 4731 3: RETURN (MIN MAX COUNT ALL).
+				// RFC 4731 3: RETURN (MIN MAX COUNT ALL); RFC 5182: SAVE.
 				s.esearch = true
 				if err := p.sp(); err != nil {
 					return nil, err
@@ -223,7 +223,7 @@ func parseSearch(uid bool) func(*session, *parser) (action, error) {
 				err := p.list(true, func() error {
 					o, err := p.atom()
 					o = strings.ToUpper(o)
-					if err == nil && !slices.Contains([]string{"MIN", "MAX", "COUNT", "ALL"}, o) {
+					if err == nil && !slices.Contains([]string{"MIN", "MAX", "COUNT", "ALL", "SAVE"}, o) {
 						err = badf("unknown RETURN option %s", sanitize(o))
 					}
 					s.ret = append(s.ret, o)
@@ -278,14 +278,19 @@ func (ss *session) search(ctx context.Context, tag string, uid bool, s *searchCm
 	if modseq {
 		ss.enableCondstore() // RFC 7162 3.1
 	}
+	save := slices.Contains(s.ret, "SAVE")
 	var hits []uint32
-	var highest uint64 // of the messages found, for MODSEQ searches
+	var found []store.UID // the UIDs of hits, for SAVE
+	var highest uint64    // of the messages found, for MODSEQ searches
 	var maxUID store.UID
 	if len(sel.uids) > 0 {
 		maxUID = sel.uids[len(sel.uids)-1]
 	}
 	for msgs, err := range ss.messages(ctx, all) {
 		if err != nil {
+			if save {
+				sel.saved = nil // RFC 5182 2.1: a failed SAVE leaves $ empty
+			}
 			return ss.storeFailed(tag, "SEARCH", err)
 		}
 		for _, m := range msgs {
@@ -296,6 +301,7 @@ func (ss *session) search(ctx context.Context, tag string, uid bool, s *searchCm
 			}
 			if ok {
 				highest = max(highest, m.ModSeq)
+				found = append(found, m.UID)
 				if uid {
 					hits = append(hits, uint32(m.UID))
 				} else {
@@ -303,6 +309,9 @@ func (ss *session) search(ctx context.Context, tag string, uid bool, s *searchCm
 				}
 			}
 		}
+	}
+	if save {
+		sel.saved = savedResult(found, s.ret)
 	}
 	if !s.esearch && !ss.rev2 {
 		var b strings.Builder
@@ -315,8 +324,8 @@ func (ss *session) search(ctx context.Context, tag string, uid bool, s *searchCm
 		}
 		ss.untagged("%s", b.String())
 	} else {
-		ret := s.ret
-		if len(ret) == 0 {
+		ret := slices.DeleteFunc(slices.Clone(s.ret), func(r string) bool { return r == "SAVE" })
+		if len(ret) == 0 && len(s.ret) == 0 {
 			ret = []string{"ALL"}
 		}
 		var b strings.Builder
@@ -344,7 +353,10 @@ func (ss *session) search(ctx context.Context, tag string, uid bool, s *searchCm
 		if modseq && len(hits) > 0 {
 			fmt.Fprintf(&b, " MODSEQ %d", highest)
 		}
-		ss.untagged("%s", b.String())
+		// RFC 5182 2.4: with SAVE alone there is no ESEARCH response.
+		if len(ret) > 0 {
+			ss.untagged("%s", b.String())
+		}
 	}
 	if err := ss.sync(ctx, uid); err != nil {
 		return err
@@ -452,9 +464,14 @@ func (mc *matchCtx) match(k *searchKey) (bool, error) {
 		return slices.Contains(m.Flags, k.flag), nil
 	case "UNKEYWORD":
 		return !slices.Contains(m.Flags, k.flag), nil
-	case "SET":
-		return inSet(k.set, uint32(m.pos+1), uint32(mc.n)), nil
-	case "UID":
+	case "SET", "UID":
+		if k.set.saved() {
+			_, ok := slices.BinarySearch(mc.ss.sel.saved, m.UID)
+			return ok, nil
+		}
+		if k.op == "SET" {
+			return inSet(k.set, uint32(m.pos+1), uint32(mc.n)), nil
+		}
 		return inSet(k.set, uint32(m.UID), uint32(mc.maxUID)), nil
 	case "MODSEQ":
 		return m.ModSeq >= uint64(k.n), nil
@@ -503,4 +520,22 @@ func (mc *matchCtx) match(k *searchKey) (bool, error) {
 	}
 	f := flagKeys[k.op]
 	return slices.Contains(m.Flags, f.flag) == f.on, nil
+}
+
+// savedResult is what SEARCH RETURN (SAVE ...) keeps as "$" (RFC 5182
+// 2.4): every match, unless MIN and/or MAX come without ALL or COUNT, when
+// only those are kept. found is ascending.
+func savedResult(found []store.UID, ret []string) []store.UID {
+	hasRet := func(r string) bool { return slices.Contains(ret, r) }
+	if len(found) == 0 || hasRet("ALL") || hasRet("COUNT") || !(hasRet("MIN") || hasRet("MAX")) {
+		return found
+	}
+	var out []store.UID
+	if hasRet("MIN") {
+		out = append(out, found[0])
+	}
+	if hasRet("MAX") && (len(out) == 0 || out[0] != found[len(found)-1]) {
+		out = append(out, found[len(found)-1])
+	}
+	return out
 }

@@ -22,6 +22,7 @@ type selection struct {
 	modseqs  []uint64
 	since    uint64             // every change up to this MODSEQ is in the view
 	gone     map[store.UID]bool // expunged elsewhere, EXPUNGE not sent yet
+	saved    []store.UID        // "$": the last SEARCH RETURN (SAVE) result, ascending (RFC 5182)
 }
 
 // index returns the position of uid in the view, or -1.
@@ -312,6 +313,16 @@ func (ss *session) wakeReader(done <-chan idleResult) {
 func (sel *selection) resolve(set seqSet, uid bool) ([]int, error) {
 	n := len(sel.uids)
 	var out []int
+	if set.saved() {
+		// "$" names messages, whichever the command's numbering; those
+		// expunged since are no longer in it (RFC 5182 2.1).
+		for _, u := range sel.saved {
+			if i := sel.index(u); i >= 0 {
+				out = append(out, i)
+			}
+		}
+		return out, nil
+	}
 	for _, r := range set {
 		if uid {
 			var max store.UID

@@ -27,9 +27,9 @@
 //
 // Extensions served: LITERAL+, SASL-IR, ID, ENABLE, IDLE, NAMESPACE,
 // UIDPLUS, MOVE, UNSELECT, CHILDREN, LIST-EXTENDED, LIST-STATUS,
-// SPECIAL-USE, CREATE-SPECIAL-USE, ESEARCH, CONDSTORE, STATUS=SIZE,
+// SPECIAL-USE, CREATE-SPECIAL-USE, ESEARCH, SEARCHRES, CONDSTORE, STATUS=SIZE,
 // APPENDLIMIT, and BINARY as IMAP4rev2 includes it. Not yet: QRESYNC,
-// UTF8=ACCEPT, MULTIAPPEND, SEARCHRES, QUOTA.
+// UTF8=ACCEPT, MULTIAPPEND, QUOTA.
 //
 // Files: parse.go reads commands, command.go is the command table,
 // auth.go the not-authenticated state, mailbox.go the mailbox commands,
@@ -310,7 +310,7 @@ func (ss *session) capabilities() string {
 		return strings.Join(caps, " ")
 	}
 	caps = append(caps, "IDLE", "NAMESPACE", "UIDPLUS", "MOVE", "UNSELECT", "CHILDREN",
-		"LIST-EXTENDED", "LIST-STATUS", "SPECIAL-USE", "CREATE-SPECIAL-USE", "ESEARCH", "CONDSTORE",
+		"LIST-EXTENDED", "LIST-STATUS", "SPECIAL-USE", "CREATE-SPECIAL-USE", "ESEARCH", "SEARCHRES", "CONDSTORE",
 		"STATUS=SIZE", fmt.Sprintf("APPENDLIMIT=%d", ss.srv.appendLimit()))
 	return strings.Join(caps, " ")
 }

@@ -1,7 +1,7 @@
 // Package interop holds Latch's interoperability tests: the real `latch`
 // binary, built once per test run, driven by real third-party programs
-// over real TLS on loopback (Python's poplib, curl, fetchmail, OpenSSL's
-// s_client), and `latch serve`, `latch dev` and `latch user` checked end
+// over real TLS on loopback (Python's poplib, imaplib and smtplib, curl,
+// fetchmail, mbsync, msmtp, swaks, OpenSSL's s_client), and `latch serve`, `latch dev` and `latch user` checked end
 // to end as an administrator would run them.
 //
 // It is the only place for tests that need programs outside Go. They are

@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Real third-party programs the interop tests drive.
-packages=(openssl curl ca-certificates python3 fetchmail)
+packages=(openssl curl ca-certificates python3 fetchmail swaks libnet-ssleay-perl msmtp isync)
 missing=()
 for p in "${packages[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/latchmail/latch/internal/auth"
+	"github.com/latchmail/latch/internal/lineio"
 	"github.com/latchmail/latch/internal/store"
 	"github.com/latchmail/latch/internal/tlsgate"
 )
@@ -75,9 +76,6 @@ func (t *lockTable) unlock(id store.AccountID) {
 	delete(t.held, id)
 }
 
-// errLineTooLong reports a line over maxLine.
-var errLineTooLong = errors.New("line too long")
-
 // session is one connection's state.
 type session struct {
 	srv  *Server
@@ -119,7 +117,7 @@ func (s *Server) ServeConn(ctx context.Context, c *tlsgate.Conn) {
 			_ = c.SetReadDeadline(time.Now())
 		}
 		line, err := ss.readLine()
-		if errors.Is(err, errLineTooLong) {
+		if errors.Is(err, lineio.ErrTooLong) {
 			if !ss.bad("-ERR line too long") {
 				return
 			}
@@ -143,31 +141,9 @@ func (s *Server) ServeConn(ctx context.Context, c *tlsgate.Conn) {
 	}
 }
 
-// readLine reads one CRLF- (or LF-) terminated line of at most maxLine
-// octets. A longer line is consumed to its end and reported.
-func (ss *session) readLine() (string, error) {
-	var b []byte
-	for {
-		frag, err := ss.r.ReadSlice('\n')
-		if len(b)+len(frag) > maxLine {
-			for errors.Is(err, bufio.ErrBufferFull) {
-				_, err = ss.r.ReadSlice('\n')
-			}
-			if err != nil {
-				return "", err
-			}
-			return "", errLineTooLong
-		}
-		b = append(b, frag...)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, bufio.ErrBufferFull) {
-			return "", err
-		}
-	}
-	return strings.TrimRight(string(b), "\r\n"), nil
-}
+// readLine reads a command line or SASL response (lineio.ErrTooLong
+// when over maxLine).
+func (ss *session) readLine() (string, error) { return lineio.ReadLine(ss.r, maxLine) }
 
 func (ss *session) reply(format string, args ...any) {
 	fmt.Fprintf(ss.w, format+"\r\n", args...)

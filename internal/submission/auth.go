@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/latchmail/latch/internal/auth"
+	"github.com/latchmail/latch/internal/lineio"
 	"github.com/latchmail/latch/internal/sasl"
 	"github.com/latchmail/latch/internal/store"
 )
@@ -97,7 +98,7 @@ func (ss *session) authCmd(ctx context.Context, arg string) bool {
 			return false
 		}
 		line, err := ss.readLine(maxAuthLine)
-		if errors.Is(err, errLineTooLong) {
+		if errors.Is(err, lineio.ErrTooLong) {
 			return ss.bad(500, "5.5.6", "Authentication exchange line too long")
 		}
 		if err != nil {

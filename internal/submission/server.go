@@ -38,6 +38,7 @@ import (
 	"time"
 
 	"github.com/latchmail/latch/internal/auth"
+	"github.com/latchmail/latch/internal/lineio"
 	"github.com/latchmail/latch/internal/listener"
 	"github.com/latchmail/latch/internal/store"
 	"github.com/latchmail/latch/internal/tlsgate"
@@ -91,10 +92,6 @@ func (s *Server) maxSize() int64 {
 	return DefaultMaxMessageSize
 }
 
-// errLineTooLong reports a line over the limit it was read with; the
-// line has been consumed to its end.
-var errLineTooLong = errors.New("line too long")
-
 // session is one connection's state.
 type session struct {
 	srv  *Server
@@ -145,7 +142,7 @@ func (s *Server) ServeConn(ctx context.Context, c *tlsgate.Conn) {
 			return
 		}
 		line, err := ss.readLine(maxAuthLine)
-		if errors.Is(err, errLineTooLong) {
+		if errors.Is(err, lineio.ErrTooLong) {
 			if !ss.bad(500, "5.5.2", "Line too long (at most %d octets)", maxCommandLine) {
 				return
 			}
@@ -249,32 +246,9 @@ func (ss *session) dispatch(ctx context.Context, verb, arg string) bool {
 	return ss.bad(500, "5.5.2", "Unknown command %q", truncate(verb, 16))
 }
 
-// readLine reads one CRLF- (or LF-) terminated line of at most limit
-// octets with its terminator. A longer line is consumed to its end and
-// reported.
-func (ss *session) readLine(limit int) (string, error) {
-	var b []byte
-	for {
-		frag, err := ss.r.ReadSlice('\n')
-		if len(b)+len(frag) > limit {
-			for errors.Is(err, bufio.ErrBufferFull) {
-				_, err = ss.r.ReadSlice('\n')
-			}
-			if err != nil {
-				return "", err
-			}
-			return "", errLineTooLong
-		}
-		b = append(b, frag...)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, bufio.ErrBufferFull) {
-			return "", err
-		}
-	}
-	return strings.TrimRight(string(b), "\r\n"), nil
-}
+// readLine reads a line of at most limit octets with its terminator
+// (lineio.ErrTooLong when longer, consumed to its end).
+func (ss *session) readLine(limit int) (string, error) { return lineio.ReadLine(ss.r, limit) }
 
 // reply writes one reply line; enhanced is the RFC 3463 status code, or
 // "" for the greeting.

@@ -211,18 +211,7 @@ func parseFetch(uid bool) func(*session, *parser) (action, error) {
 			if err := p.sp(); err != nil {
 				return nil, err
 			}
-			err := p.list(false, func() error {
-				m, err := p.atom()
-				if err != nil || !strings.EqualFold(m, "CHANGEDSINCE") {
-					return badf("unknown FETCH modifier")
-				}
-				if err := p.sp(); err != nil {
-					return err
-				}
-				changedSince, err = p.number64()
-				return err
-			})
-			if err != nil {
+			if changedSince, err = p.modseqModifier("FETCH", "CHANGEDSINCE"); err != nil {
 				return nil, err
 			}
 			if !slices.ContainsFunc(atts, func(a fetchAtt) bool { return a.name == "MODSEQ" }) {

@@ -59,18 +59,7 @@ func parseStore(uid bool) func(*session, *parser) (action, error) {
 		if c, _ := p.peek(); c == '(' {
 			conditional = true
 			// RFC 7162 3.1.3: STORE modifier (UNCHANGEDSINCE modseq).
-			err := p.list(false, func() error {
-				m, err := p.atom()
-				if err != nil || !strings.EqualFold(m, "UNCHANGEDSINCE") {
-					return badf("unknown STORE modifier")
-				}
-				if err := p.sp(); err != nil {
-					return err
-				}
-				unchangedSince, err = p.number64()
-				return err
-			})
-			if err != nil {
+			if unchangedSince, err = p.modseqModifier("STORE", "UNCHANGEDSINCE"); err != nil {
 				return nil, err
 			}
 			if err := p.sp(); err != nil {

@@ -550,3 +550,21 @@ func (p *parser) rawLine(limit int) (string, error) {
 		}
 	}
 }
+
+// modseqModifier reads a one-modifier list "(NAME mod-sequence)", the form
+// of RFC 7162's FETCH CHANGEDSINCE and STORE UNCHANGEDSINCE.
+func (p *parser) modseqModifier(command, name string) (uint64, error) {
+	var v uint64
+	err := p.list(false, func() error {
+		m, err := p.atom()
+		if err != nil || !strings.EqualFold(m, name) {
+			return badf("unknown %s modifier", command)
+		}
+		if err := p.sp(); err != nil {
+			return err
+		}
+		v, err = p.number64()
+		return err
+	})
+	return v, err
+}

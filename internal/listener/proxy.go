@@ -14,7 +14,6 @@ import (
 
 	"github.com/latchmail/latch/internal/tlsgate"
 	"github.com/pires/go-proxyproto"
-	"github.com/pires/go-proxyproto/tlvparse"
 )
 
 // readProxy applies the listener's PROXY protocol rules to a new
@@ -82,16 +81,11 @@ func (l *listener) readProxy(raw net.Conn) (net.Conn, tlsgate.Peer, error) {
 	for _, t := range tlvs {
 		switch t.Type {
 		case proxyproto.PP2_TYPE_SSL:
-			ssl, err := tlvparse.SSL(t)
+			p, err := parseSSLTLV(t.Value)
 			if err != nil {
 				return nil, tlsgate.Peer{}, fmt.Errorf("listener: PROXY header from %s: malformed PP2_TYPE_SSL: %w", src, err)
 			}
-			if ssl.ClientSSL() {
-				// TLS was terminated at the proxy.
-				v, _ := ssl.SSLVersion()
-				c, _ := ssl.SSLCipher()
-				pt = &tlsgate.ProxyTLS{Version: v, Cipher: c}
-			}
+			pt = p
 		case proxyproto.PP2_TYPE_ALPN:
 			alpn = string(t.Value)
 		case proxyproto.PP2_TYPE_AUTHORITY:
@@ -207,4 +201,48 @@ func addrPort(a net.Addr) netip.AddrPort {
 
 func unmap(ap netip.AddrPort) netip.AddrPort {
 	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}
+
+// pp2ClientSSL is the PP2_CLIENT_SSL bit of the SSL TLV's client field.
+const pp2ClientSSL = 0x01
+
+// parseSSLTLV reads the value of a PP2_TYPE_SSL TLV (PROXY protocol v2,
+// section 2.2.5): a client bit field, a 32-bit verify result, then
+// sub-TLVs. It returns the TLS facts when the client connected to the
+// proxy over TLS (the version is then required), and nil otherwise.
+// Parsed here rather than with go-proxyproto's tlvparse, whose package
+// drags the testing package into the binary.
+func parseSSLTLV(v []byte) (*tlsgate.ProxyTLS, error) {
+	if len(v) < 5 {
+		return nil, proxyproto.ErrMalformedTLV
+	}
+	subs, err := proxyproto.SplitTLVs(v[5:])
+	if err != nil {
+		return nil, err
+	}
+	if v[0]&pp2ClientSSL == 0 {
+		return nil, nil
+	}
+	var pt tlsgate.ProxyTLS
+	for _, s := range subs {
+		switch s.Type {
+		case proxyproto.PP2_SUBTYPE_SSL_VERSION:
+			pt.Version = string(s.Value)
+		case proxyproto.PP2_SUBTYPE_SSL_CIPHER:
+			pt.Cipher = string(s.Value)
+		}
+	}
+	if pt.Version == "" || !printableASCII(pt.Version) || !printableASCII(pt.Cipher) {
+		return nil, proxyproto.ErrMalformedTLV
+	}
+	return &pt, nil
+}
+
+func printableASCII(s string) bool {
+	for i := range len(s) {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
 }

@@ -221,3 +221,27 @@ func TestProxyStartTLSPipelined(t *testing.T) {
 		t.Fatal("connection left open")
 	}
 }
+
+func TestParseSSLTLV(t *testing.T) {
+	full := sslTLV(t, "TLSv1.3", "TLS_AES_128_GCM_SHA256").Value
+	noClient := append([]byte{0}, full[1:]...)
+	tests := []struct {
+		name    string
+		value   []byte
+		want    *tlsgate.ProxyTLS
+		wantErr bool
+	}{
+		{"TLS at the proxy", full, &tlsgate.ProxyTLS{Version: "TLSv1.3", Cipher: "TLS_AES_128_GCM_SHA256"}, false},
+		{"client did not use TLS", noClient, nil, false},
+		{"too short", full[:4], nil, true},
+		{"sub-TLV cut short", full[:len(full)-3], nil, true},
+		{"TLS without a version", []byte{pp2ClientSSL, 0, 0, 0, 0}, nil, true},
+		{"version not text", append([]byte{pp2ClientSSL, 0, 0, 0, 0}, byte(proxyproto.PP2_SUBTYPE_SSL_VERSION), 0, 1, 0x07), nil, true},
+	}
+	for _, tt := range tests {
+		got, err := parseSSLTLV(tt.value)
+		if (err != nil) != tt.wantErr || (got == nil) != (tt.want == nil) || (got != nil && *got != *tt.want) {
+			t.Errorf("%s: parseSSLTLV = %+v, %v; want %+v, error %v", tt.name, got, err, tt.want, tt.wantErr)
+		}
+	}
+}

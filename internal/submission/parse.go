@@ -3,6 +3,7 @@ package submission
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"strings"
 	"unicode/utf8"
 )
@@ -207,18 +208,21 @@ func validDomain(d string) bool {
 	return true
 }
 
-// validAddressLiteral checks "[" ( IPv4 / "IPv6:" IPv6 / General ) "]"
-// loosely: bracketed, printable, no spaces (RFC 5321 4.1.3).
+// validAddressLiteral checks "[" IPv4 "]" or "[IPv6:" IPv6 "]" (RFC 5321
+// 4.1.3). General address literals (a registered tag and free text) are
+// not accepted: no tag is in use, and their text could carry comment
+// syntax into Received fields.
 func validAddressLiteral(s string) bool {
 	if len(s) < 3 || s[0] != '[' || s[len(s)-1] != ']' {
 		return false
 	}
-	for i := 1; i < len(s)-1; i++ {
-		if c := s[i]; c <= ' ' || c >= 127 || c == '[' || c == ']' || c == '\\' {
-			return false
-		}
+	inner := s[1 : len(s)-1]
+	if v6, ok := strings.CutPrefix(inner, "IPv6:"); ok {
+		a, err := netip.ParseAddr(v6)
+		return err == nil && a.Is6() && a.Zone() == ""
 	}
-	return true
+	a, err := netip.ParseAddr(inner)
+	return err == nil && a.Is4()
 }
 
 // validHelo checks the EHLO/HELO/LHLO argument: a domain or an address
